@@ -1,0 +1,29 @@
+# `make demo` and `make test` set everything up on a fresh machine (venv + requirements) and run.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
+
+.PHONY: demo test smoke full bench clean-runs
+
+$(STAMP): requirements.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "installing requirements.txt into $(VENV) (first run only) ..."
+	@$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements.txt 2>&1 | grep -v "is ignored: it is neither" || true
+	@$(PY) -c "import torch, facenet_pytorch, efficientnet_pytorch, cv2, papermill" || (echo "install failed"; exit 1)
+	@rm -f $(VENV)/.installed-*; touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m facecore.pipeline --profile demo
+
+test: $(STAMP)
+	$(PY) -m pytest tests
+
+smoke: $(STAMP)
+	$(PY) -m facecore.pipeline --profile smoke
+
+full: $(STAMP)
+	$(PY) -m facecore.pipeline --profile full
+
+clean-runs:
+	rm -rf runs

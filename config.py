@@ -1,0 +1,24 @@
+"""Project configuration: the shipped models by name, and where data lives.
+
+``params`` maps a model name to its checkpoint (path relative to the project root). Every name here
+can be passed to ``realtime.py --model_name`` and is evaluated by ``notebooks/id-rate.ipynb``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+
+# name -> checkpoint path (fp16 state dicts written by the training notebooks)
+params: dict[str, str] = {}
+
+# The model realtime.py uses when --model_name is not given (the best shipped model).
+DEFAULT_MODEL: str | None = None
+
+
+def checkpoint_path(name: str) -> Path:
+    """Absolute checkpoint path of a shipped model; an unknown name lists the valid ones."""
+    if name not in params:
+        valid = ", ".join(sorted(params)) or "(none shipped yet)"
+        raise KeyError(f"unknown model name {name!r}; valid names: {valid}")
+    return ROOT / params[name]

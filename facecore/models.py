@@ -1,0 +1,188 @@
+"""Embedding networks by name, and self-describing checkpoints.
+
+``create_model("efficientnet-b0", embedding_dim=512)`` returns a module mapping a normalised
+``(N, 3, S, S)`` batch to L2-normalised ``(N, D)`` embeddings. A checkpoint stores the weights and
+everything needed to use them (architecture, embedding size, input size, normalisation, alignment
+template, classes, training config, metrics), and loads with ``torch.load(weights_only=True)``.
+"""
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .align import template
+from .files import atomic_write_bytes
+
+CHECKPOINT_FORMAT = "facecore-checkpoint-v1"
+MEAN, STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)  # (x/255 - 0.5) / 0.5, as facenet-pytorch does
+_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register_model(name: str):
+    def deco(fn):
+        _REGISTRY[name] = fn
+        return fn
+    return deco
+
+
+def list_models() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def create_model(name: str, embedding_dim: int = 512, **kwargs: Any) -> nn.Module:
+    """A randomly initialised embedding network from the registry (no weights are downloaded)."""
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown model {name!r}; valid names: {', '.join(list_models())}")
+    return _REGISTRY[name](embedding_dim=embedding_dim, **kwargs)
+
+
+class InceptionResnetV1Embedder(nn.Module):
+    """facenet-pytorch's InceptionResnetV1 (random init) with an embedding head of any size."""
+
+    min_input_size = 80
+
+    def __init__(self, embedding_dim: int = 512, dropout: float = 0.2):
+        super().__init__()
+        from facenet_pytorch import InceptionResnetV1
+
+        self.net = InceptionResnetV1(pretrained=None, classify=False, dropout_prob=dropout)
+        if embedding_dim != 512:
+            self.net.last_linear = nn.Linear(1792, embedding_dim, bias=False)
+            self.net.last_bn = nn.BatchNorm1d(embedding_dim, eps=0.001, momentum=0.1, affine=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)  # already L2-normalised
+
+
+class EfficientNetEmbedder(nn.Module):
+    """EfficientNet trunk (efficientnet-pytorch ``from_name``) + BN-dropout-FC-BN embedding head.
+
+    BatchNorm momentum is PyTorch's 0.1, not the library's TensorFlow-style 0.01, whose running
+    statistics lag for hundreds of steps and can collapse eval-mode embeddings.
+    """
+
+    min_input_size = 32
+
+    def __init__(self, variant: str = "efficientnet-b0", embedding_dim: int = 512, dropout: float = 0.2):
+        super().__init__()
+        from efficientnet_pytorch import EfficientNet
+
+        self.trunk = EfficientNet.from_name(variant, batch_norm_momentum=0.9, include_top=False)
+        ch = self.trunk._bn1.num_features
+        self.head = nn.Sequential(nn.BatchNorm2d(ch), nn.Dropout(dropout), nn.Flatten(),
+                                  nn.Linear(ch, embedding_dim), nn.BatchNorm1d(embedding_dim))
+        self.pool = nn.AdaptiveAvgPool2d(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.trunk.extract_features(x)
+        return F.normalize(self.head(self.pool(f)), dim=1)
+
+
+register_model("inceptionresnetv1")(lambda embedding_dim=512, **kw: InceptionResnetV1Embedder(embedding_dim, **kw))
+for _b in range(4):
+    register_model(f"efficientnet-b{_b}")(
+        lambda embedding_dim=512, _v=f"efficientnet-b{_b}", **kw: EfficientNetEmbedder(_v, embedding_dim, **kw))
+
+
+def default_input_size(name: str) -> int:
+    """Training input size used by the reference models (chosen for 2-core CPU training)."""
+    return 96 if name == "inceptionresnetv1" else 64
+
+
+def preprocess(crops: np.ndarray, input_size: int, mean=MEAN, std=STD) -> torch.Tensor:
+    """uint8 (N, H, W, 3) RGB aligned crops -> normalised float (N, 3, S, S) tensor."""
+    x = torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float().div_(255)
+    if x.shape[-1] != input_size or x.shape[-2] != input_size:
+        x = F.interpolate(x, size=(input_size, input_size), mode="bilinear", antialias=True, align_corners=False)
+    m = torch.tensor(mean).view(1, 3, 1, 1)
+    s = torch.tensor(std).view(1, 3, 1, 1)
+    return (x - m) / s
+
+
+@dataclass
+class Embedder:
+    """A loaded model with its preprocessing: aligned crops in, unit embeddings out."""
+
+    model: nn.Module
+    meta: dict = field(default_factory=dict)
+    device: str = "cpu"
+
+    @property
+    def input_size(self) -> int:
+        return int(self.meta["input_size"])
+
+    @property
+    def align_size(self) -> int:
+        return int(self.meta.get("align_size", 112))
+
+    @torch.inference_mode()
+    def embed(self, crops: np.ndarray, batch_size: int = 128, flip: bool = False) -> np.ndarray:
+        """(N, D) float32 unit embeddings of aligned uint8 crops; ``flip`` adds the mirrored crop's."""
+        self.model.eval()
+        out = []
+        for i in range(0, len(crops), batch_size):
+            x = preprocess(crops[i:i + batch_size], self.input_size, self.meta.get("mean", MEAN),
+                           self.meta.get("std", STD)).to(self.device)
+            x = x.contiguous(memory_format=torch.channels_last)
+            e = self.model(x)
+            if flip:
+                e = e + self.model(torch.flip(x, dims=[3]))
+            out.append(F.normalize(e.float(), dim=1).cpu().numpy())
+        if not out:
+            return np.zeros((0, int(self.meta.get("embedding_dim", 512))), np.float32)
+        return np.concatenate(out).astype(np.float32)
+
+
+def checkpoint_meta(arch: str, embedding_dim: int, input_size: int, classes: list[str] | None = None,
+                    config: dict | None = None, metrics: dict | None = None, align_size: int = 112) -> dict:
+    """The description stored beside the weights in every checkpoint."""
+    return {"format": CHECKPOINT_FORMAT, "arch": arch, "embedding_dim": int(embedding_dim),
+            "input_size": int(input_size), "align_size": int(align_size), "mean": list(MEAN), "std": list(STD),
+            "template": template(align_size).tolist(), "classes": list(classes or []),
+            "config": dict(config or {}), "metrics": dict(metrics or {})}
+
+
+def save_checkpoint(path: str | os.PathLike, model: nn.Module, meta: dict, half: bool = False,
+                    extra: dict | None = None) -> None:
+    """Write weights + meta atomically; ``half`` stores fp16 weights (for shipping)."""
+    sd = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu().contiguous()
+          for k, v in _unwrap(model).state_dict().items()}
+    blob = {"meta": meta, "state_dict": sd, **(extra or {})}
+    buf = io.BytesIO()
+    torch.save(blob, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint {path} not found")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise ValueError(f"{path} is not a readable facecore checkpoint ({type(e).__name__}: {e})") from e
+    if not isinstance(blob, dict) or blob.get("meta", {}).get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} is not a facecore checkpoint (no meta.format == {CHECKPOINT_FORMAT!r})")
+    return blob
+
+
+def load_embedder(path: str | os.PathLike, device: str = "cpu") -> Embedder:
+    """Rebuild the network a checkpoint describes, load its weights (as float32) and return it."""
+    blob = read_checkpoint(path)
+    meta = blob["meta"]
+    model = create_model(meta["arch"], embedding_dim=meta["embedding_dim"])
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in blob["state_dict"].items()})
+    model = model.to(device, memory_format=torch.channels_last).eval()
+    return Embedder(model, meta, device)
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return model.module if hasattr(model, "module") else model

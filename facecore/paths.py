@@ -1,0 +1,33 @@
+"""Where the project, its data and its outputs live."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class DataMissingError(FileNotFoundError):
+    """A data set the caller needs is not on this machine."""
+
+
+def data_root() -> Path:
+    """``$FACECORE_DATA``, or ``../shared/data`` beside the project root."""
+    env = os.environ.get("FACECORE_DATA")
+    return Path(env).expanduser().resolve() if env else (PROJECT_ROOT.parent / "shared" / "data").resolve()
+
+
+def data_path(*parts: str, must_exist: bool = True) -> Path:
+    """A path inside the data root; raises DataMissingError naming what to do when it is absent."""
+    p = data_root().joinpath(*parts)
+    if must_exist and not p.exists():
+        raise DataMissingError(
+            f"{p} not found. Set FACECORE_DATA to the folder holding lfw/, celeba-crops/, "
+            f"landmarks-300w/ and demo/ (default ../shared/data); README.md, section 'Data', says "
+            f"where to download each data set."
+        )
+    return p
+
+
+def has_data(*parts: str) -> bool:
+    return data_root().joinpath(*parts).exists()

@@ -1,0 +1,44 @@
+"""Shared fixtures. Tests that need ../shared/data skip without it, except under CI=true."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from facecore.paths import data_root  # noqa: E402
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def need_data(*parts: str) -> Path:
+    """The data path, or skip (fail under CI=true) with a reason naming what is missing."""
+    p = data_root().joinpath(*parts)
+    if not p.exists():
+        msg = f"needs {p} (set FACECORE_DATA to the shared data folder; README 'Data')"
+        if IN_CI:
+            pytest.fail("CI=true but " + msg)
+        pytest.skip(msg)
+    return p
+
+
+@pytest.fixture(scope="session")
+def lfw_dir() -> Path:
+    return need_data("lfw", "lfw-deepfunneled")
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    return need_data()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    # Under CI=true a skipped test is a failure: CI must exercise everything.
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if IN_CI and reporter is not None and reporter.stats.get("skipped") and exitstatus == 0:
+        reporter.write_line(f"CI=true: {len(reporter.stats['skipped'])} test(s) skipped; failing the run")
+        session.exitstatus = 1
