@@ -142,7 +142,9 @@ class FaceDetector:
             for j, (_, img, _) in enumerate(members):
                 batch[j, : img.shape[0], : img.shape[1]] = img
             sizes = [m[1].shape[:2] for m in members]
-            min_face = max(min_face_size or self.min_face_size, self.min_face_frac * min(min(s) for s in sizes))
+            # min_face_frac applies to the padded size, so that one size group always gets the same
+            # pyramid (new tensor shapes cost oneDNN a fresh kernel set on every call).
+            min_face = max(min_face_size or self.min_face_size, self.min_face_frac * min(hp, wp))
             found = self._detect_batch(batch, sizes, min_face)
             for (i, _, scale), det in zip(members, found):
                 dets[i] = det.scaled(scale) if scale != 1.0 else det

@@ -1,0 +1,167 @@
+"""Training data over an aligned ``<identity>/<image>`` folder: filtering, splitting, a uint8 cache,
+batch augmentation and the P x K identity sampler for triplet training."""
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .files import atomic_write_bytes, list_images
+
+
+@dataclass
+class FaceSet:
+    """Image paths (relative to ``root``) with integer labels and the identity names they index."""
+
+    root: Path
+    paths: list[str]
+    labels: np.ndarray
+    classes: list[str]
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def subset(self, idx: np.ndarray | list[int]) -> "FaceSet":
+        idx = np.asarray(idx, dtype=np.int64)
+        return FaceSet(self.root, [self.paths[i] for i in idx], self.labels[idx], self.classes)
+
+
+def scan_identities(root: str | os.PathLike, min_images: int = 1, max_identities: int | None = None) -> FaceSet:
+    """All images below ``root/<identity>/``; identities with fewer than ``min_images`` are dropped.
+
+    ``max_identities`` keeps the identities with the most images (ties by name), for small runs.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"training folder {root} not found: align the data set first "
+                                f"(notebooks/face-detection-and-alignment.ipynb)")
+    by_id: dict[str, list[str]] = {}
+    for p in list_images(root):
+        parts = p.split("/")
+        if len(parts) >= 2:
+            by_id.setdefault(parts[0], []).append(p)
+    kept = sorted((k for k, v in by_id.items() if len(v) >= min_images), key=lambda k: (-len(by_id[k]), k))
+    if max_identities:
+        kept = kept[:max_identities]
+    if not kept:
+        raise ValueError(f"no identity in {root} has >= {min_images} images")
+    classes = sorted(kept)
+    paths, labels = [], []
+    for c, name in enumerate(classes):
+        paths += by_id[name]
+        labels += [c] * len(by_id[name])
+    return FaceSet(root, paths, np.asarray(labels, np.int64), classes)
+
+
+def split_per_identity(fs: FaceSet, val_fraction: float = 0.1, seed: int = 0) -> tuple[FaceSet, FaceSet]:
+    """Per identity, ``val_fraction`` of its images (at least one when it has >= 2) go to validation."""
+    rng = np.random.default_rng(seed)
+    train, val = [], []
+    for c in range(len(fs.classes)):
+        idx = np.nonzero(fs.labels == c)[0]
+        rng.shuffle(idx)
+        n_val = min(len(idx) - 1, max(1, round(val_fraction * len(idx)))) if len(idx) >= 2 else 0
+        val += idx[:n_val].tolist()
+        train += idx[n_val:].tolist()
+    return fs.subset(sorted(train)), fs.subset(sorted(val))
+
+
+def load_crops(fs: FaceSet, size: int, cache_dir: str | os.PathLike | None = None, progress: bool = True) -> np.ndarray:
+    """All images of ``fs`` decoded once to a (N, size, size, 3) uint8 array, cached as ``.npy``.
+
+    Two CPU cores should not spend every epoch decoding JPEGs; the cache is keyed by the file list.
+    """
+    import cv2
+    from tqdm.auto import tqdm
+
+    key = hashlib.sha1(("\n".join(fs.paths) + f"|{size}|{fs.root.resolve()}").encode()).hexdigest()[:16]
+    cache = Path(cache_dir) / f"crops-{size}-{key}.npy" if cache_dir else None
+    if cache is not None and cache.exists():
+        return np.load(cache, mmap_mode=None)
+    out = np.zeros((len(fs), size, size, 3), np.uint8)
+    for i, p in enumerate(tqdm(fs.paths, desc="decode crops", unit="img", disable=not progress)):
+        img = cv2.imread(str(fs.root / p), cv2.IMREAD_COLOR)
+        if img is None:
+            raise ValueError(f"cannot decode training image {fs.root / p}; re-run the alignment stage")
+        if img.shape[:2] != (size, size):
+            img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
+        out[i] = img[..., ::-1]
+    if cache is not None:
+        buf = io.BytesIO()
+        np.save(buf, out)
+        atomic_write_bytes(cache, buf.getvalue())
+    return out
+
+
+def to_tensor(crops: np.ndarray, input_size: int) -> torch.Tensor:
+    """uint8 (N, H, W, 3) -> float (N, 3, S, S) in [-1, 1] (the checkpoints' normalisation)."""
+    x = torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+    if x.shape[-1] != input_size:
+        x = F.interpolate(x, size=(input_size, input_size), mode="bilinear", antialias=True, align_corners=False)
+    return x.contiguous(memory_format=torch.channels_last)
+
+
+def augment(x: torch.Tensor, generator: torch.Generator, flip: bool = True, max_shift: float = 0.06,
+            max_scale: float = 0.08, max_rot_deg: float = 8.0, jitter: float = 0.2) -> torch.Tensor:
+    """Batch augmentation of aligned faces: mirror, small similarity jitter, brightness/contrast."""
+    n = x.shape[0]
+    r = lambda: torch.rand(n, generator=generator) * 2 - 1  # noqa: E731
+    ang = r() * math.radians(max_rot_deg)
+    sc = 1 + r() * max_scale
+    sign = torch.where(torch.rand(n, generator=generator) < 0.5, -1.0, 1.0) if flip else torch.ones(n)
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0] = torch.cos(ang) / sc * sign
+    theta[:, 0, 1] = -torch.sin(ang) / sc
+    theta[:, 1, 0] = torch.sin(ang) / sc * sign
+    theta[:, 1, 1] = torch.cos(ang) / sc
+    theta[:, 0, 2] = r() * max_shift * 2
+    theta[:, 1, 2] = r() * max_shift * 2
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    y = F.grid_sample(x.contiguous(), grid, mode="bilinear", padding_mode="border", align_corners=False)
+    b = (r() * jitter).view(n, 1, 1, 1)
+    c = (1 + r() * jitter).view(n, 1, 1, 1)
+    mean = y.mean(dim=(1, 2, 3), keepdim=True)
+    y = ((y - mean) * c + mean + b).clamp(-1, 1)
+    return y.contiguous(memory_format=torch.channels_last)
+
+
+class PKSampler:
+    """Batches of P identities x K images each; identities with fewer than K images are drawn with
+    replacement. ``len()`` batches cover about one pass over the images."""
+
+    def __init__(self, labels: np.ndarray, p: int, k: int, seed: int = 0):
+        self.labels = np.asarray(labels)
+        self.p, self.k, self.seed = p, k, seed
+        self.by_class = {c: np.nonzero(self.labels == c)[0] for c in np.unique(self.labels)}
+        if len(self.by_class) < p:
+            raise ValueError(f"PKSampler needs at least P={p} identities, the data has {len(self.by_class)}")
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return max(1, len(self.labels) // (self.p * self.k))
+
+    def __iter__(self):
+        rng = np.random.default_rng((self.seed, self.epoch))
+        self.epoch += 1
+        classes = np.array(sorted(self.by_class))
+        for _ in range(len(self)):
+            chosen = rng.choice(classes, size=self.p, replace=False)
+            batch = []
+            for c in chosen:
+                pool = self.by_class[c]
+                batch += rng.choice(pool, size=self.k, replace=len(pool) < self.k).tolist()
+            yield np.asarray(batch, np.int64)
+
+
+def shuffled_batches(n: int, batch_size: int, seed: int, epoch: int, drop_last: bool = True) -> list[np.ndarray]:
+    """The index batches of one epoch (the same on every DDP rank; each rank takes its share)."""
+    perm = np.random.default_rng((seed, epoch)).permutation(n)
+    stop = (n // batch_size) * batch_size if drop_last and n >= batch_size else n
+    return [perm[i:i + batch_size] for i in range(0, stop, batch_size)]

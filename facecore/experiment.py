@@ -1,0 +1,96 @@
+"""Glue shared by the notebooks: paths, devices, and turning a finished run into a shipped model."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .files import atomic_write_text
+from .paths import PROJECT_ROOT
+
+
+def project_path(p: str | os.PathLike) -> Path:
+    """A path relative to the project root (absolute paths pass through)."""
+    p = Path(p).expanduser()
+    return p if p.is_absolute() else PROJECT_ROOT / p
+
+
+def resolve_device(name: str = "auto") -> str:
+    """``auto`` -> ``cuda`` when a GPU is visible, else ``cpu``; a named device is checked."""
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"DEVICE={name!r} but torch sees no CUDA GPU; use 'cpu' or 'auto'")
+    return name
+
+
+def set_threads(n: int) -> None:
+    """Torch CPU threads (0 keeps the default). One thread each is fastest when jobs share cores."""
+    import torch
+
+    if n > 0:
+        torch.set_num_threads(n)
+
+
+def finalize_run(run_dir: str | os.PathLike, checkpoint: str = "best.pt", export_path: str | None = None,
+                 lfw_dir: str | None = None, fpr: float = 1e-3, device: str = "cpu", extra: dict | None = None) -> dict:
+    """Evaluate a run's checkpoint on LFW, calibrate its threshold, export it fp16, write metrics.json.
+
+    The threshold is the cosine similarity that LFW's mismatched pairs exceed at rate ``fpr``; it is
+    stored in the checkpoint (``meta["threshold"]``) for realtime.py. Returns the metrics.
+    """
+    from .metrics import lfw_accuracy, threshold_at_fpr
+    from .models import load_embedder, read_checkpoint
+    from .train import export_for_shipping
+    from .validate import embedding_spread
+
+    run_dir = project_path(run_dir)
+    src = run_dir / checkpoint
+    meta = read_checkpoint(src)["meta"]
+    metrics: dict = {"checkpoint": checkpoint, "epoch": meta["metrics"].get("epoch"), "identities": len(meta["classes"]),
+                     "val_loss": meta["metrics"].get("val_loss"), "val_acc": meta["metrics"].get("val_acc"),
+                     "val_verif_acc": meta["metrics"].get("val_verif_acc"), **(extra or {})}
+    if lfw_dir and project_path(lfw_dir).is_dir():
+        from .embed import embed_files
+        from .lfw import pair_similarities
+        from .validate import lfw_protocol
+
+        files, (i1, i2, issame, folds) = lfw_protocol(str(project_path(lfw_dir)))
+        e = embed_files(files, load_embedder(src, device), aligned=True, flip=True, progress=False)
+        sims = np.nan_to_num(pair_similarities(e.embeddings, i1, i2), nan=-1.0)  # a missing crop never matches
+        res = lfw_accuracy(sims, issame, folds=folds)
+        metrics.update(lfw_acc=float(res["mean"]), lfw_std=float(res["std"]),
+                       lfw_spread=embedding_spread(e.embeddings[e.ok]),
+                       threshold=float(threshold_at_fpr(sims[~issame], fpr)), threshold_fpr=fpr)
+    if export_path:
+        dst = project_path(export_path)
+        export_for_shipping(src, dst, metrics)
+        if "threshold" in metrics:
+            _set_threshold(dst, metrics["threshold"], fpr)
+        metrics["exported"] = str(export_path)
+        metrics["size_mb"] = round(dst.stat().st_size / 1e6, 2)
+    return metrics
+
+
+def save_metrics(path: str | os.PathLike, metrics: dict) -> None:
+    """Write a metrics dict as JSON, atomically."""
+    atomic_write_text(project_path(path), json.dumps(metrics, indent=1, default=float))
+
+
+def _set_threshold(path: Path, threshold: float, fpr: float) -> None:
+    import io
+
+    import torch
+
+    from .files import atomic_write_bytes
+    from .models import read_checkpoint
+
+    blob = read_checkpoint(path)
+    blob["meta"]["threshold"], blob["meta"]["threshold_fpr"] = float(threshold), float(fpr)
+    buf = io.BytesIO()
+    torch.save(blob, buf)
+    atomic_write_bytes(path, buf.getvalue())

@@ -1,0 +1,134 @@
+"""Losses by name, one contract: ``loss(embeddings, labels) -> scalar``.
+
+Losses with class centres (``ce``, ``arcface``) own them as parameters and expose
+``logits(embeddings)`` for classification accuracy. Embeddings are the models' unit vectors.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register_loss(name: str):
+    def deco(cls):
+        _REGISTRY[name] = cls
+        return cls
+    return deco
+
+
+def list_losses() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def create_loss(name: str, **kwargs: Any) -> nn.Module:
+    """A loss from the registry; ``num_classes``/``embedding_dim`` for losses with class centres."""
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown loss {name!r}; valid names: {', '.join(list_losses())}")
+    return _REGISTRY[name](**kwargs)
+
+
+@register_loss("ce")
+class CrossEntropyLoss(nn.Module):
+    """Softmax cross-entropy over a linear classifier (with bias) on ``scale`` x the unit embedding.
+
+    A plain linear layer on unit vectors would need huge weights for confident logits; the fixed
+    ``scale`` gives them room, and the classifier stays an ordinary unconstrained one.
+    """
+
+    has_centres = True
+
+    def __init__(self, embedding_dim: int, num_classes: int, scale: float = 16.0):
+        super().__init__()
+        self.fc = nn.Linear(embedding_dim, num_classes)
+        self.scale = scale
+
+    def logits(self, embeddings: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.scale * embeddings)
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(self.logits(embeddings), labels)
+
+
+@register_loss("arcface")
+class ArcFaceLoss(nn.Module):
+    """Additive angular margin (Deng et al. 2019): the target logit is ``scale * cos(theta + margin_rad)``.
+
+    Where ``theta + margin_rad`` would pass pi the target logit is ``cos(theta) - margin_rad * sin(margin_rad)``
+    (insightface's monotone extension). ``margin_rad=0`` is scaled-cosine softmax (NormFace).
+    """
+
+    has_centres = True
+
+    def __init__(self, embedding_dim: int, num_classes: int, scale: float = 32.0, margin_rad: float = 0.5):
+        super().__init__()
+        self.centres = nn.Parameter(torch.empty(num_classes, embedding_dim))
+        nn.init.normal_(self.centres, std=0.01)
+        self.scale, self.margin_rad = scale, margin_rad
+
+    def cosines(self, embeddings: torch.Tensor) -> torch.Tensor:
+        return F.linear(F.normalize(embeddings, dim=1), F.normalize(self.centres, dim=1)).clamp(-1, 1)
+
+    def logits(self, embeddings: torch.Tensor) -> torch.Tensor:
+        return self.scale * self.cosines(embeddings)
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        cos = self.cosines(embeddings.float())
+        m = self.margin_rad
+        target = cos.gather(1, labels[:, None])
+        sin = (1.0 - target**2).clamp_min(0).sqrt()
+        shifted = target * math.cos(m) - sin * math.sin(m)
+        shifted = torch.where(target > math.cos(math.pi - m), shifted, target - m * math.sin(m))
+        logits = cos.scatter(1, labels[:, None], shifted) * self.scale
+        return F.cross_entropy(logits, labels)
+
+
+def pairwise_distances(embeddings: torch.Tensor) -> torch.Tensor:
+    """Euclidean distances between all rows (numerically safe at zero)."""
+    sq = (embeddings[:, None, :] - embeddings[None, :, :]).pow(2).sum(-1)
+    return (sq + 1e-12).sqrt() * (sq > 0)
+
+
+@register_loss("triplet")
+class TripletLoss(nn.Module):
+    """Triplet loss with online mining over a P x K batch (Schroff 2015; Hermans 2017).
+
+    ``mining="batch_hard"``: for each anchor, its farthest positive and nearest negative.
+    ``mining="semi_hard"``: every positive pair, with the nearest negative farther than the positive
+    (FaceNet's rule; the hardest negative when none is). Distances are Euclidean between unit vectors.
+    """
+
+    has_centres = False
+
+    def __init__(self, margin: float = 0.2, mining: str = "batch_hard", **_: Any):
+        super().__init__()
+        if mining not in ("batch_hard", "semi_hard"):
+            raise ValueError(f"unknown mining {mining!r}; choose 'batch_hard' or 'semi_hard'")
+        self.margin, self.mining = margin, mining
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        d = pairwise_distances(embeddings.float())
+        same = labels[:, None] == labels[None, :]
+        eye = torch.eye(len(labels), dtype=torch.bool, device=labels.device)
+        pos_mask, neg_mask = same & ~eye, ~same
+        if not pos_mask.any() or not neg_mask.any():
+            return embeddings.sum() * 0.0
+        big = d.max().detach() + 1.0
+        if self.mining == "batch_hard":
+            hardest_pos = (d * pos_mask).max(1).values
+            hardest_neg = (d + big * ~neg_mask).min(1).values
+            valid = pos_mask.any(1) & neg_mask.any(1)
+            return F.relu(hardest_pos - hardest_neg + self.margin)[valid].mean()
+        a, p = pos_mask.nonzero(as_tuple=True)
+        d_ap = d[a, p]
+        d_an = d[a]  # (n_pairs, B)
+        farther = neg_mask[a] & (d_an > d_ap[:, None])
+        semi = (d_an + big * ~farther).min(1).values
+        hardest = (d_an + big * ~neg_mask[a]).min(1).values
+        d_neg = torch.where(farther.any(1), semi, hardest)
+        return F.relu(d_ap - d_neg + self.margin).mean()

@@ -1,0 +1,93 @@
+"""Per-epoch validation for the training loop: classification, pair verification, LFW, and the
+spread of eval-mode embeddings (a collapsed model has all embeddings nearly equal)."""
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def embedding_spread(emb: np.ndarray) -> float:
+    """1 - |mean embedding|: 0 when all unit embeddings coincide, near 1 when they spread out."""
+    if len(emb) == 0:
+        return float("nan")
+    return float(1.0 - np.linalg.norm(np.asarray(emb, np.float64).mean(0)))
+
+
+def evaluate_classifier(loss_fn, emb: torch.Tensor, labels: torch.Tensor) -> dict:
+    """Validation loss and top-1 accuracy of a loss with class centres."""
+    with torch.inference_mode():
+        loss = float(loss_fn(emb, labels))
+        acc = float((loss_fn.logits(emb).argmax(1) == labels).float().mean())
+    return {"val_loss": loss, "val_acc": acc}
+
+
+def evaluate_pairs(emb: np.ndarray, labels: np.ndarray, max_pairs: int = 20000, seed: int = 0) -> float:
+    """Best-threshold verification accuracy on balanced same/different pairs of the validation set."""
+    rng = np.random.default_rng(seed)
+    n = len(labels)
+    i, j = rng.integers(0, n, (2, max_pairs * 4))
+    keep = i != j
+    i, j = i[keep], j[keep]
+    same = labels[i] == labels[j]
+    pos = np.nonzero(same)[0][:max_pairs // 2]
+    neg = np.nonzero(~same)[0][: max(len(pos), 1)]
+    sel = np.concatenate([pos, neg])
+    sims = (emb[i[sel]] * emb[j[sel]]).sum(1)
+    truth = same[sel]
+    order = np.argsort(-sims)
+    # accuracy when everything down to rank r is called "same"
+    tp = np.cumsum(truth[order])
+    tn = (~truth).sum() - np.cumsum(~truth[order])
+    return float(max(((tp + tn) / len(sel)).max(), (~truth).mean()))
+
+
+@lru_cache(maxsize=4)
+def lfw_protocol(lfw_dir: str, pairs_path: str | None = None):
+    """Files of aligned LFW crops that ``pairs.txt`` uses, and ``(i1, i2, issame, fold)`` rows into them."""
+    from .lfw import pair_paths, pair_rows, read_pairs
+    from .paths import data_path
+
+    pairs = read_pairs(pairs_path or data_path("lfw", "pairs.txt"), ext="jpg")
+    files = [str(Path(lfw_dir) / p) for p in pair_paths(pairs)]
+    return files, pair_rows(pairs, files)
+
+
+@lru_cache(maxsize=2)
+def _lfw_crops(files: tuple[str, ...], size: int) -> np.ndarray:
+    import cv2
+
+    out = np.zeros((len(files), size, size, 3), np.uint8)
+    for i, p in enumerate(files):
+        img = cv2.imread(p, cv2.IMREAD_COLOR) if os.path.exists(p) else None
+        if img is not None:
+            out[i] = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)[..., ::-1]
+    return out
+
+
+def lfw_eval(model: torch.nn.Module, lfw_dir: str, input_size: int, device: str = "cpu",
+             pairs_path: str | None = None, flip: bool = False) -> dict:
+    """LFW 10-fold accuracy (mean, std) of a model on aligned LFW crops (``align_folder`` output).
+
+    Crops are decoded once per process. ``flip`` adds mirrored-crop embeddings (the shipped
+    models' final figures use it; per-epoch checks skip it for speed)."""
+    from .data import to_tensor
+    from .lfw import pair_similarities
+    from .metrics import lfw_accuracy
+
+    files, (i1, i2, issame, folds) = lfw_protocol(str(lfw_dir), pairs_path)
+    crops = _lfw_crops(tuple(files), 112 if input_size > 64 else 72)
+    emb = []
+    with torch.inference_mode():
+        for s in range(0, len(crops), 256):
+            x = to_tensor(crops[s:s + 256], input_size).to(device)
+            e = model(x)
+            if flip:
+                e = e + model(torch.flip(x, dims=[3]))
+            emb.append(torch.nn.functional.normalize(e.float(), dim=1).cpu().numpy())
+    emb = np.concatenate(emb)
+    res = lfw_accuracy(pair_similarities(emb, i1, i2), issame, folds=folds)
+    return {"lfw_acc": float(res["mean"]), "lfw_std": float(res["std"]), "lfw_spread": embedding_spread(emb)}
