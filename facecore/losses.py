@@ -61,15 +61,27 @@ class ArcFaceLoss(nn.Module):
 
     Where ``theta + margin_rad`` would pass pi the target logit is ``cos(theta) - margin_rad * sin(margin_rad)``
     (insightface's monotone extension). ``margin_rad=0`` is scaled-cosine softmax (NormFace).
+
+    ``margin_warmup_steps``: the margin grows linearly from 0 over that many training calls. Trained
+    from scratch on a small data set with the full margin at once, ArcFace falls into a degenerate
+    minimum (every embedding on one point, every centre opposite it: loss ~14 instead of ~22, no
+    discrimination); starting as NormFace avoids it. The step count is a buffer, so it resumes.
     """
 
     has_centres = True
 
-    def __init__(self, embedding_dim: int, num_classes: int, scale: float = 32.0, margin_rad: float = 0.5):
+    def __init__(self, embedding_dim: int, num_classes: int, scale: float = 32.0, margin_rad: float = 0.5,
+                 margin_warmup_steps: int = 0):
         super().__init__()
         self.centres = nn.Parameter(torch.empty(num_classes, embedding_dim))
         nn.init.normal_(self.centres, std=0.01)
-        self.scale, self.margin_rad = scale, margin_rad
+        self.scale, self.margin_rad, self.margin_warmup_steps = scale, margin_rad, margin_warmup_steps
+        self.register_buffer("steps", torch.zeros((), dtype=torch.long))
+
+    def current_margin(self) -> float:
+        if self.margin_warmup_steps <= 0:
+            return self.margin_rad
+        return self.margin_rad * min(1.0, float(self.steps) / self.margin_warmup_steps)
 
     def cosines(self, embeddings: torch.Tensor) -> torch.Tensor:
         return F.linear(F.normalize(embeddings, dim=1), F.normalize(self.centres, dim=1)).clamp(-1, 1)
@@ -79,7 +91,9 @@ class ArcFaceLoss(nn.Module):
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         cos = self.cosines(embeddings.float())
-        m = self.margin_rad
+        m = self.current_margin()
+        if self.training and torch.is_grad_enabled():
+            self.steps += 1
         target = cos.gather(1, labels[:, None])
         sin = (1.0 - target**2).clamp_min(0).sqrt()
         shifted = target * math.cos(m) - sin * math.sin(m)

@@ -56,3 +56,68 @@ def draw_detections(ax, image: np.ndarray, box: np.ndarray | None, landmarks: np
     if landmarks is not None and np.all(np.isfinite(landmarks)):
         ax.scatter(landmarks[:, 0], landmarks[:, 1], s=10, c=["red", "blue", "yellow", "magenta", "cyan"])
     ax.set_title(title, fontsize=7)
+
+
+def roc_curves(results: dict[str, dict], fprs=None):
+    """ROC curve of each model (``facecore.idrate`` results), log-scaled FPR, TPR@FPR points marked."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    for name, r in results.items():
+        f, t = r["roc_fpr"], r["roc_tpr"]
+        keep = f > 0
+        line, = ax.plot(f[keep], t[keep], label=f"{name} (AUC {r['auc']:.3f})")
+        ax.plot(r["fprs"][r["fprs"] > 0], r["tprs"][r["fprs"] > 0], "o", ms=4, color=line.get_color())
+        floor = 1.0 / r["n_negatives"]
+    ax.set_xscale("log")
+    ax.set_xlim(max(floor, 1e-6), 1)
+    ax.set_ylim(0, 1.01)
+    ax.set_xlabel("false positive rate (impostor pairs accepted)")
+    ax.set_ylabel("true positive rate (same-person pairs accepted)")
+    ax.set_title("Identification rate: ROC on LFW queries + distractors (dots: TPR@FPR)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def similarity_distributions(results: dict[str, dict], kind: str = "positives", n_bins: int = 200):
+    """Per model, densities of pair similarities: ``positives`` (same vs different person, query set)
+    or ``sources`` (query-query pairs vs query-distractor pairs)."""
+    import matplotlib.pyplot as plt
+
+    from .evaluation import coarse_density, populated_range
+
+    if kind not in ("positives", "sources"):
+        raise ValueError(f"kind must be 'positives' or 'sources', got {kind!r}")
+    n = len(results)
+    fig, axes = plt.subplots(1, n, figsize=(4.2 * n + 0.5, 3.4), squeeze=False)
+    for ax, (name, r) in zip(axes[0], results.items()):
+        if kind == "positives":
+            series = [("same person", r["hist_pos"]), ("different people", r["hist_query_neg"])]
+        else:
+            series = [("query-query", r["hist_pos"] + r["hist_query_neg"]),
+                      ("query-distractor", r["hist_distractor_neg"])]
+        span = populated_range([h for _, h in series], r["bin_lower"])
+        for label, h in series:
+            x, y = coarse_density(h, r["bin_lower"], span, n_bins)
+            ax.plot(x, y, drawstyle="steps-mid", label=f"{label} ({int(np.sum(h)):,})")
+        ax.set_xlim(*span)
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel("cosine similarity")
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("density")
+    fig.tight_layout()
+    return fig
+
+
+def save_figure(fig, path) -> None:
+    """Write a figure as PNG atomically (``facecore.files.atomic_write_bytes``)."""
+    import io
+
+    from .files import atomic_write_bytes
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
+    atomic_write_bytes(path, buf.getvalue())

@@ -173,7 +173,7 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, device: str = "cpu", pro
             scaler.scale(loss).backward()
             scaler.step(opt)
             scaler.update()
-            tot += float(loss) * len(b)
+            tot += float(loss.detach()) * len(b)
             n_seen += len(b)
             bar.set_postfix(loss=f"{tot / n_seen:.3f}")
         n_samples = n_seen
@@ -281,3 +281,31 @@ def export_for_shipping(src: str | os.PathLike, dst: str | os.PathLike, metrics:
     model = create_model(meta["arch"], embedding_dim=meta["embedding_dim"])
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in blob["state_dict"].items()})
     save_checkpoint(dst, model, meta, half=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``[torchrun --nproc_per_node=N] python -m facecore.train --out DIR [--config cfg.json] [--set k=v ...]``"""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m facecore.train", description="Train an embedding model.")
+    ap.add_argument("--out", required=True, help="run folder (resumes when it holds last.pt)")
+    ap.add_argument("--config", help="JSON file with TrainConfig fields")
+    ap.add_argument("--set", action="append", default=[], metavar="FIELD=JSON", help="override one field")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--quiet", action="store_true")
+    args = ap.parse_args(argv)
+    fields = json.loads(Path(args.config).read_text()) if args.config else {}
+    for item in args.set:
+        k, v = item.split("=", 1)
+        fields[k] = json.loads(v)
+    unknown = set(fields) - set(TrainConfig.__dataclass_fields__)
+    if unknown:
+        ap.error(f"unknown config field(s) {sorted(unknown)}; valid: {sorted(TrainConfig.__dataclass_fields__)}")
+    train(TrainConfig(**fields), args.out, device=args.device, progress=not args.quiet)
+    if dist.is_initialized():
+        dist.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

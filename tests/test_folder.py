@@ -1,0 +1,130 @@
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from facecore.files import list_images, load_rgb
+from facecore.folder import JOURNAL, align_folder, output_names, read_manifest, summarize
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def face_jpeg(lfw_dir) -> Path:
+    return sorted(lfw_dir.glob("Aaron_Eckhart/*.jpg"))[0]
+
+
+@pytest.fixture(scope="module")
+def bad_folder(tmp_path_factory, face_jpeg) -> Path:
+    """One identity folder seeded with every kind of awkward file."""
+    root = tmp_path_factory.mktemp("bad") / "src"
+    d = root / "person"
+    d.mkdir(parents=True)
+    face = Image.open(face_jpeg).convert("RGB")
+    raw = face_jpeg.read_bytes()
+    (d / "empty.jpg").write_bytes(b"")
+    (d / "truncated.jpg").write_bytes(raw[: len(raw) // 2])
+    (d / "text.jpg").write_text("this is not an image\n")
+    face.convert("CMYK").save(d / "cmyk.jpg", "JPEG")
+    g16 = (np.asarray(face.convert("L")).astype(np.uint16) * 257)
+    Image.fromarray(g16).save(d / "sixteen_bit.png")
+    rgba = face.convert("RGBA")
+    rgba.putalpha(255)
+    rgba.save(d / "rgba.png")
+    face.convert("L").save(d / "gray.jpg")
+    face.resize((6000, 6000), Image.BILINEAR).save(d / "huge.jpg", "JPEG", quality=80)
+    ramp = np.tile(np.linspace(0, 255, 300, dtype=np.uint8), (200, 1))
+    Image.fromarray(np.stack([ramp, ramp[::-1], ramp], axis=2)).save(d / "no_face.png")
+    return root
+
+
+EXPECTED = {"empty.jpg": "unreadable", "truncated.jpg": "unreadable", "text.jpg": "unreadable",
+            "cmyk.jpg": "ok", "sixteen_bit.png": "ok", "rgba.png": "ok", "gray.jpg": "ok", "huge.jpg": "ok",
+            "no_face.png": "no_face"}
+
+
+def test_bad_inputs_get_the_right_status(bad_folder, tmp_path, capsys):
+    m = align_folder(bad_folder, tmp_path / "out", num_workers=0, progress=False)
+    got = {Path(p).name: s for p, s in zip(m.path, m.status)}
+    assert got == EXPECTED
+    assert all(m.loc[m.status == "unreadable", "message"].str.len() > 0)
+    summary = summarize(m)
+    for name in ("empty.jpg", "truncated.jpg", "text.jpg"):
+        assert name in summary.loc["unreadable", "files"]
+    assert summary.loc["ok", "images"] == 5
+    huge = m[m.path.str.endswith("huge.jpg")].iloc[0]
+    assert huge.width == 6000 and huge.x2 > 1000  # box reported in the original's pixels
+    for out in m.loc[m.status == "ok", "output"]:
+        crop = load_rgb(tmp_path / "out" / out).rgb
+        assert crop.shape == (112, 112, 3)
+
+
+def test_output_names_are_unambiguous():
+    names = output_names(["a/x.png", "a/x.jpg", "b/y.jpeg"])
+    assert len(set(names.values())) == 3 and names["b/y.jpeg"] == "b/y.jpg"
+
+
+def test_changed_settings_are_refused(bad_folder, tmp_path):
+    align_folder(bad_folder, tmp_path / "o", num_workers=0, progress=False, limit=1)
+    with pytest.raises(ValueError, match="other settings"):
+        align_folder(bad_folder, tmp_path / "o", size=160, num_workers=0, progress=False, limit=1)
+
+
+def test_missing_source_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        align_folder(tmp_path / "nowhere", tmp_path / "o")
+
+
+SCRIPT = """
+import sys; sys.path.insert(0, {root!r})
+from facecore.folder import align_folder
+align_folder({src!r}, {dst!r}, limit={limit}, batch_size=8, num_workers=1, progress=False)
+"""
+
+
+def _run(src, dst, limit):
+    code = SCRIPT.format(root=str(ROOT), src=str(src), dst=str(dst), limit=limit)
+    return subprocess.Popen([sys.executable, "-c", code])
+
+
+def test_kill_9_then_resume_equals_uninterrupted_run(lfw_dir, tmp_path):
+    limit = 96
+    ref = _run(lfw_dir, tmp_path / "ref", limit)
+    assert ref.wait(timeout=300) == 0
+    dst = tmp_path / "killed"
+    p = _run(lfw_dir, dst, limit)
+    journal = dst / JOURNAL
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        if journal.exists() and journal.read_text().count("\n") >= 24:
+            break
+        time.sleep(0.05)
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+    done_before = [line.split(",")[1] for line in journal.read_text().splitlines() if line.endswith(tuple("0123456789"))]
+    assert 24 <= len(done_before) < limit, "the kill must land in the middle of the run"
+    inodes = {o: (dst / o).stat().st_ino for o in done_before}
+    assert _run(lfw_dir, dst, limit).wait(timeout=300) == 0
+    # finished files were not redone (same inode: never rewritten)
+    assert {o: (dst / o).stat().st_ino for o in done_before} == inodes
+    a, b = read_manifest(tmp_path / "ref"), read_manifest(dst)
+    pd.testing.assert_frame_equal(a, b)
+    assert len(a) == limit
+    for out in a.output[a.status == "ok"]:
+        assert (tmp_path / "ref" / out).read_bytes() == (dst / out).read_bytes()
+    assert not [f for f in os.listdir(dst) if f.endswith(".tmp")]
+
+
+def test_list_images_skips_hidden_and_other_files(tmp_path):
+    (tmp_path / "a").mkdir()
+    for n in ["a/1.jpg", "a/.hidden.jpg", "a/notes.txt", "a/2.PNG"]:
+        (tmp_path / n).write_bytes(b"x")
+    assert list_images(tmp_path) == ["a/1.jpg", "a/2.PNG"]

@@ -1,0 +1,118 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from facecore.losses import create_loss, list_losses
+
+
+def _batch(n=12, d=8, c=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    emb = F.normalize(torch.randn(n, d, generator=g), dim=1).double()
+    labels = torch.arange(n) % c
+    return emb, labels
+
+
+def _np_ce(logits, labels):
+    logits = logits - logits.max(1, keepdims=True)
+    logp = logits - np.log(np.exp(logits).sum(1, keepdims=True))
+    return -logp[np.arange(len(labels)), labels].mean()
+
+
+def test_unknown_loss_lists_valid_names():
+    with pytest.raises(ValueError, match="arcface, ce, triplet"):
+        create_loss("cosface")
+    assert list_losses() == ["arcface", "ce", "triplet"]
+
+
+def test_ce_matches_brute_force():
+    emb, y = _batch()
+    loss = create_loss("ce", embedding_dim=8, num_classes=4, scale=16.0).double()
+    w, b = loss.fc.weight.detach().numpy(), loss.fc.bias.detach().numpy()
+    expected = _np_ce(16.0 * emb.numpy() @ w.T + b, y.numpy())
+    assert float(loss(emb, y)) == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.parametrize("margin", [0.0, 0.3, 0.5, 1.2])
+def test_arcface_matches_brute_force(margin):
+    emb, y = _batch(seed=1)
+    loss = create_loss("arcface", embedding_dim=8, num_classes=4, scale=30.0, margin_rad=margin)
+    loss.centres.data = torch.randn(4, 8)
+    w = loss.centres.detach().numpy()
+    w = w / np.linalg.norm(w, axis=1, keepdims=True)
+    e = emb.float().numpy().astype(np.float64)
+    cos = np.clip(e @ w.T, -1, 1)
+    logits = cos.copy()
+    for i, c in enumerate(y.numpy()):
+        theta = math.acos(cos[i, c])
+        logits[i, c] = math.cos(theta + margin) if theta + margin <= math.pi else cos[i, c] - margin * math.sin(margin)
+    expected = _np_ce(30.0 * logits, y.numpy())
+    assert float(loss(emb.float(), y)) == pytest.approx(expected, rel=1e-4)
+
+
+def test_arcface_margin_zero_is_scaled_cosine_softmax():
+    emb, y = _batch(seed=2)
+    loss = create_loss("arcface", embedding_dim=8, num_classes=4, scale=64.0, margin_rad=0.0)
+    cos = F.normalize(emb.float(), dim=1) @ F.normalize(loss.centres, dim=1).T
+    assert float(loss(emb.float(), y)) == pytest.approx(float(F.cross_entropy(64.0 * cos, y)), rel=1e-5)
+
+
+def _dist(e):
+    return np.linalg.norm(e[:, None] - e[None], axis=2)
+
+
+def test_batch_hard_triplet_matches_brute_force():
+    emb, y = _batch(n=16, c=4, seed=3)
+    e, lab = emb.numpy(), y.numpy()
+    d = _dist(e)
+    terms = []
+    for a in range(len(e)):
+        pos = [d[a, p] for p in range(len(e)) if p != a and lab[p] == lab[a]]
+        neg = [d[a, n] for n in range(len(e)) if lab[n] != lab[a]]
+        terms.append(max(max(pos) - min(neg) + 0.3, 0))
+    loss = create_loss("triplet", margin=0.3, mining="batch_hard")
+    assert float(loss(emb, y)) == pytest.approx(np.mean(terms), rel=1e-6)
+
+
+def test_semi_hard_triplet_matches_brute_force():
+    emb, y = _batch(n=16, c=4, seed=4)
+    e, lab = emb.numpy(), y.numpy()
+    d = _dist(e)
+    terms = []
+    for a in range(len(e)):
+        for p in range(len(e)):
+            if p == a or lab[p] != lab[a]:
+                continue
+            negs = [d[a, n] for n in range(len(e)) if lab[n] != lab[a]]
+            farther = [x for x in negs if x > d[a, p]]
+            dn = min(farther) if farther else min(negs)
+            terms.append(max(d[a, p] - dn + 0.2, 0))
+    loss = create_loss("triplet", margin=0.2, mining="semi_hard")
+    assert float(loss(emb, y)) == pytest.approx(np.mean(terms), rel=1e-6)
+
+
+def test_triplet_without_negatives_is_zero_and_differentiable():
+    emb = F.normalize(torch.randn(4, 8), dim=1).requires_grad_()
+    out = create_loss("triplet")(emb, torch.zeros(4, dtype=torch.long))
+    out.backward()
+    assert float(out) == 0.0
+
+
+def test_arcface_margin_warmup_grows_linearly_and_resumes():
+    loss = create_loss("arcface", embedding_dim=8, num_classes=4, margin_rad=0.5, margin_warmup_steps=10)
+    emb, y = _batch(seed=5)
+    assert loss.current_margin() == 0.0
+    for _ in range(5):
+        loss(emb.float(), y)
+    assert loss.current_margin() == pytest.approx(0.25)
+    again = create_loss("arcface", embedding_dim=8, num_classes=4, margin_rad=0.5, margin_warmup_steps=10)
+    again.load_state_dict(loss.state_dict())
+    assert again.current_margin() == pytest.approx(0.25)
+    with torch.no_grad():
+        loss(emb.float(), y)  # evaluation does not advance the schedule
+    assert loss.current_margin() == pytest.approx(0.25)
+    for _ in range(20):
+        loss(emb.float(), y)
+    assert loss.current_margin() == 0.5
