@@ -1,0 +1,230 @@
+"""Per-frame recognition: detect -> align -> embed -> match, fast enough for live video on a CPU.
+
+``Recognizer`` (realtime.py's pipeline) runs MTCNN on a reduced copy of the frame every
+``detect_every`` frames, or at once when a track is lost or the scene cuts; in between, tracks
+follow their faces with optical flow (``facecore.tracking.FlowTracker``). A track is embedded when
+it starts and again every ``embed_every`` frames, all due faces of a frame in one batch, and its
+identity is the majority of its recent votes. ``recognize_frame`` is the straightforward loop
+(full-frame MTCNN, every face embedded, no tracking) that ``bench/realtime_fps.py`` compares with.
+"""
+from __future__ import annotations
+
+from collections import Counter, deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .detect import FaceDetector
+from .faces import detect_align
+from .gallery import Gallery
+from .models import Embedder
+from .tracking import UNKNOWN, FlowTracker, Track, match_boxes
+
+# Used (with a warning) when a checkpoint stores no calibrated threshold (meta["threshold"]): a
+# typical cosine for face embedders (FaceNet's usual L2 distance 1.1 is cosine 1 - 1.1**2 / 2 = 0.40),
+# no substitute for calibrating the model on LFW.
+FALLBACK_THRESHOLD = 0.4
+
+
+@dataclass
+class RecognizerConfig:
+    """Speed/accuracy knobs of ``Recognizer``; pixel sizes are named with their unit."""
+
+    detect_side_px: int = 320  # longer side of the reduced frame the detector sees
+    min_face_px: float = 16.0  # smallest face looked for, in reduced-frame pixels
+    detect_every: int = 5  # frames between detections while every track is followed
+    embed_every: int = 10  # frames between re-embeddings of a track
+    min_iou: float = 0.3  # track <-> detection overlap needed to continue a track
+    max_misses: int = 1  # detections a track may miss before it is dropped
+    cut_grey_levels: float = 20.0  # mean grey change of a 32x18 thumbnail that marks a scene cut
+    votes: int = 5  # recent embeddings voting on a track's identity
+    refine_side_px: int = 0  # >0: re-detect landmarks on full-resolution face patches this size before embedding
+
+
+@dataclass
+class FaceResult:
+    """One face in one frame, in frame pixels."""
+
+    box: np.ndarray
+    landmarks: np.ndarray
+    name: str
+    similarity: float
+    track_id: int = -1
+
+
+@dataclass
+class Recognizer:
+    """Tracking recognizer: ``process(frame)`` -> the faces of that RGB frame."""
+
+    embedder: Embedder
+    gallery: Gallery
+    threshold: float
+    config: RecognizerConfig = field(default_factory=RecognizerConfig)
+    detector: FaceDetector | None = None
+    frame_index: int = -1
+    counts: Counter = field(default_factory=Counter)
+
+    def __post_init__(self) -> None:
+        import cv2
+
+        self._cv2 = cv2
+        c = self.config
+        if self.detector is None:
+            self.detector = FaceDetector(device=self.embedder.device, min_face_size=c.min_face_px,
+                                         max_side=c.detect_side_px)
+        self.refiner = (FaceDetector(device=self.embedder.device, min_face_frac=0.3, max_side=c.refine_side_px)
+                        if c.refine_side_px else None)
+        self.flow = FlowTracker()
+        self.tracks: list[Track] = []
+        self._next_id, self._last_detect = 0, -(10**9)
+        self._prev_grey: np.ndarray | None = None
+        self._prev_thumb: np.ndarray | None = None
+
+    def process(self, frame: np.ndarray) -> list[FaceResult]:
+        """Update the tracks with one frame and return its visible faces."""
+        self.frame_index += 1
+        grey, scale = self._grey(frame)
+        thumb = self._cv2.resize(grey, (32, 18), interpolation=self._cv2.INTER_AREA).astype(np.float32)
+        if self._prev_grey is not None and self._prev_grey.shape != grey.shape:
+            self._prev_grey = self._prev_thumb = None  # a frame of another size (folder of images): a cut
+            self.tracks = []
+        change = float(np.abs(thumb - self._prev_thumb).mean()) if self._prev_thumb is not None else 0.0
+        cut = change > self.config.cut_grey_levels
+        if cut:
+            self.counts["cuts"] += 1
+            self.tracks = []
+        lost_now = False
+        if self.tracks and self._prev_grey is not None:
+            before = sum(t.lost for t in self.tracks)
+            self.flow.step(self._prev_grey, grey, [t for t in self.tracks if not t.lost], scale)
+            lost_now = sum(t.lost for t in self.tracks) > before
+        if cut or lost_now or self.frame_index - self._last_detect >= self.config.detect_every:
+            self._detect(frame)
+        self._prev_grey, self._prev_thumb = grey, thumb
+        return [self._result(t) for t in self.tracks if not t.lost]
+
+    # -- internals --------------------------------------------------------------------------
+    def _grey(self, frame: np.ndarray) -> tuple[np.ndarray, float]:
+        """The frame reduced to the detector's size, in grey, and the factor back to frame pixels."""
+        cv2 = self._cv2
+        s = min(1.0, self.config.detect_side_px / max(frame.shape[:2]))
+        small = frame if s == 1.0 else cv2.resize(frame, (round(frame.shape[1] * s), round(frame.shape[0] * s)),
+                                                  interpolation=cv2.INTER_AREA)
+        return cv2.cvtColor(small, cv2.COLOR_RGB2GRAY), frame.shape[1] / small.shape[1]
+
+    def _detect(self, frame: np.ndarray) -> None:
+        """Detect, continue or start tracks, and embed the faces that are due, in one batch."""
+        c = self.config
+        self._last_detect = self.frame_index
+        self.counts["detections"] += 1
+        faces = detect_align([frame], self.detector, self.embedder.align_size, select="all")[0]
+        boxes = np.array([f.box for f in faces], np.float64).reshape(-1, 4)
+        pairs = match_boxes(np.array([t.box for t in self.tracks]).reshape(-1, 4), boxes, c.min_iou)
+        holder = {j: self.tracks[i] for i, j in pairs}
+        continued = {i for i, _ in pairs}
+        kept = []
+        for i, t in enumerate(self.tracks):
+            if i not in continued:
+                t.misses += 1
+                if t.misses > c.max_misses or t.lost:
+                    continue
+            kept.append(t)
+        for j, f in enumerate(faces):
+            if j not in holder:
+                holder[j] = Track(self._next_id, f.box, f.landmarks, votes=deque(maxlen=c.votes))
+                self._next_id += 1
+                kept.append(holder[j])
+            t = holder[j]
+            t.box, t.landmarks, t.score = f.box.copy(), f.landmarks.copy(), f.score
+            t.misses, t.lost = 0, False
+        self.tracks = kept
+        due = [j for j in range(len(faces)) if self.frame_index - holder[j].last_embedded >= c.embed_every]
+        if due:
+            crops = [faces[j].crop for j in due]
+            if self.refiner is not None:
+                crops = self._refined_crops(frame, [faces[j] for j in due])
+            emb = self.embedder.embed(np.stack(crops))
+            self.counts["embedded_faces"] += len(due)
+            for j, (name, sim) in zip(due, self.gallery.label(emb, self.threshold)):
+                holder[j].vote(name, sim)
+                holder[j].last_embedded = self.frame_index
+
+    def _refined_crops(self, frame: np.ndarray, faces: list) -> list[np.ndarray]:
+        """Aligned crops from landmarks re-detected on full-resolution patches around the faces.
+
+        The reduced frame's landmarks are a few frame pixels off; detect -> align on a patch twice
+        the face's size (detected at most ``refine_side_px`` wide) places them as the full frame would.
+        A face not found again keeps its crop.
+        """
+        h, w = frame.shape[:2]
+        patches = []
+        for f in faces:
+            cx, cy = (f.box[0] + f.box[2]) / 2, (f.box[1] + f.box[3]) / 2
+            half = max(f.box[2] - f.box[0], f.box[3] - f.box[1])
+            x1, y1 = int(max(0, cx - half)), int(max(0, cy - half))
+            x2, y2 = int(min(w, cx + half + 1)), int(min(h, cy + half + 1))
+            patches.append(frame[y1:y2, x1:x2] if min(x2 - x1, y2 - y1) >= 24 else None)
+        idx = [k for k, p in enumerate(patches) if p is not None]
+        found = detect_align([patches[k] for k in idx], self.refiner, self.embedder.align_size) if idx else []
+        crops = [f.crop for f in faces]
+        for k, r in zip(idx, found):
+            if r:
+                crops[k] = r[0].crop
+                self.counts["refined_faces"] += 1
+        return crops
+
+    def _result(self, t: Track) -> FaceResult:
+        name, sim = t.identity
+        return FaceResult(np.asarray(t.box, np.float64).copy(), np.asarray(t.landmarks, np.float64).copy(),
+                          name, sim, t.track_id)
+
+
+def recognize_frame(frame: np.ndarray, detector: FaceDetector, embedder: Embedder, gallery: Gallery,
+                    threshold: float) -> list[FaceResult]:
+    """The straightforward loop's step: MTCNN on the full frame, embed every face, match each."""
+    faces = detect_align([frame], detector, embedder.align_size, select="all")[0]
+    if not faces:
+        return []
+    labels = gallery.label(embedder.embed(np.stack([f.crop for f in faces])), threshold)
+    return [FaceResult(f.box, f.landmarks, n, s) for f, (n, s) in zip(faces, labels)]
+
+
+def agreement(ours: list[list[FaceResult]], reference: list[list[FaceResult]], min_iou: float = 0.3) -> dict:
+    """How often our per-frame decisions match a reference's, face-frame by face-frame.
+
+    Faces are paired per frame by IoU (``match_boxes``). ``agree`` counts reference faces paired
+    with a face of the same name; an unpaired reference face counts as a disagreement.
+    """
+    total = paired = agree = extra = 0
+    for a, b in zip(ours, reference):
+        pairs = match_boxes(_boxes(a), _boxes(b), min_iou)
+        total += len(b)
+        paired += len(pairs)
+        extra += len(a) - len(pairs)
+        agree += sum(a[i].name == b[j].name for i, j in pairs)
+    return {"face_frames": total, "paired": paired, "agree": agree, "extra": extra,
+            "agreement": agree / total if total else 1.0}
+
+
+def label_changes(frames: list[list[FaceResult]], min_iou: float = 0.3) -> dict:
+    """How often a face's name differs from the same face's in the previous frame (paired by IoU).
+
+    For the straightforward loop this is its own flicker, which no temporal scheme can follow: it
+    bounds the agreement a tracker voting over several frames can reach.
+    """
+    pairs = changes = 0
+    for a, b in zip(frames[:-1], frames[1:]):
+        for i, j in match_boxes(_boxes(a), _boxes(b), min_iou):
+            pairs += 1
+            changes += a[i].name != b[j].name
+    return {"pairs": pairs, "changes": changes, "rate": changes / pairs if pairs else 0.0}
+
+
+def label_counts(frames: list[list[FaceResult]]) -> dict[str, int]:
+    """Face-frames per label (``Unknown`` included), most frequent first."""
+    c = Counter(f.name for faces in frames for f in faces)
+    return dict(sorted(c.items(), key=lambda kv: (-kv[1], kv[0] == UNKNOWN, kv[0])))
+
+
+def _boxes(faces: list[FaceResult]) -> np.ndarray:
+    return np.array([f.box for f in faces], np.float64).reshape(-1, 4)

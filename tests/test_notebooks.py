@@ -1,0 +1,51 @@
+"""The training and alignment notebooks, headless through papermill on the smoke profile."""
+import json
+import shutil
+
+import pytest
+
+from facecore import pipeline
+from facecore.paths import PROJECT_ROOT
+
+RUNS = PROJECT_ROOT / "runs" / "smoke"
+
+
+def _stage(name):
+    return pipeline.main(["--profile", "smoke", "--stages", name])
+
+
+@pytest.fixture(scope="module")
+def aligned(data_dir):
+    shutil.rmtree(RUNS, ignore_errors=True)
+    assert _stage("align-celeba") == 0
+    return RUNS / "aligned-celeba"
+
+
+def test_alignment_notebook(aligned):
+    m = json.loads((aligned / "metrics.json").read_text())
+    assert m["images"] == 400 and m["face_found_rate"] > 0.98
+    assert m["eye_error_median_px"] < 3.0
+    assert (aligned / "manifest.csv").exists()
+
+
+@pytest.mark.parametrize("name", ["arcface", "ce", "triplet"])
+def test_training_notebook_loss_falls(aligned, name):
+    assert _stage(name) == 0
+    m = json.loads((RUNS / "metrics" / f"{name}.json").read_text())
+    assert m["epochs"] == 3
+    assert m["last_train_loss"] < m["first_train_loss"], m
+    assert (RUNS / "models" / ("triplet-best.pt" if name == "triplet" else f"{name}.pt")).exists()
+
+
+def test_unknown_profile_and_stage_are_named(capsys):
+    with pytest.raises(SystemExit, match="valid profiles"):
+        pipeline.main(["--profile", "nope"])
+    assert pipeline.main(["--profile", "smoke", "--stages", "nope"]) == 2
+    assert "align-celeba" in capsys.readouterr().err
+
+
+def test_missing_data_is_named(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("FACECORE_DATA", str(tmp_path))
+    assert pipeline.main(["--profile", "smoke"]) == 2
+    err = capsys.readouterr().err
+    assert "celeba-crops" in err and "FACECORE_DATA" in err

@@ -1,0 +1,170 @@
+"""realtime.py end to end on the demo clip, its bad-input errors, and the tracking pipeline."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import ROOT, need_data
+from facecore.models import checkpoint_meta, create_model, save_checkpoint
+
+CLIP = ("demo", "short_hamilton_clip.mp4")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """One torch thread, as realtime.py runs: small networks on a busy 2-core CPU crawl with more."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ckpt") / "b0.pt"
+    save_checkpoint(path, create_model("efficientnet-b0"), checkpoint_meta("efficientnet-b0", 512, 64))
+    return path
+
+
+@pytest.fixture(scope="module")
+def clip_gallery(tmp_path_factory) -> Path:
+    """A gallery of one person whose photo is frame 5 of the clip itself (the test's own data)."""
+    from PIL import Image
+
+    from facecore.video import open_source
+
+    src = open_source(need_data(*CLIP))
+    frame = next(f for i, f in enumerate(src) if i == 5)
+    src.close()
+    root = tmp_path_factory.mktemp("people")
+    Image.fromarray(frame).save(root / "Clip_Person.png")
+    return root
+
+
+def realtime(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "realtime.py"), *map(str, args)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_clip_to_gif_with_labels(tmp_path, checkpoint, clip_gallery):
+    clip = need_data(*CLIP)
+    gif, report = tmp_path / "out.gif", tmp_path / "report.json"
+    # threshold -1: every face is as similar as it can be to the one enrolled person, whatever the model
+    r = realtime("--checkpoint", checkpoint, "--source", clip, "--people_faces", clip_gallery, "--max_frames", 30,
+                 "--no-display", "--output_path", gif, "--report_json", report, "--threshold", -1,
+                 "--cache_dir", tmp_path / "cache")
+    assert r.returncode == 0, r.stderr
+    assert "Traceback" not in r.stderr
+    from PIL import Image
+
+    with Image.open(gif) as im:
+        # 30 frames at 29.97 fps span 0.97 s: one GIF frame per started 0.1 s, 320 px wide
+        assert (im.n_frames, im.size, im.info["duration"]) == (10, (320, 180), 100)
+    rep = json.loads(report.read_text())
+    assert rep["frames_processed"] == 30 and [f["index"] for f in rep["frames"]] == list(range(30))
+    names = Counter(face["name"] for f in rep["frames"] for face in f["faces"])
+    assert set(names) == {"Clip_Person"} and names["Clip_Person"] >= 30  # the singer is in every frame
+    assert rep["face_frames"] == dict(names)
+    assert f"Clip_Person: {names['Clip_Person']}" in r.stdout
+    assert all(len(face["box"]) == 4 for f in rep["frames"] for face in f["faces"])
+
+
+def test_empty_gallery_mp4_everyone_unknown(tmp_path, checkpoint):
+    clip = need_data(*CLIP)
+    (tmp_path / "people").mkdir()
+    (tmp_path / "people" / "README.md").write_text("no photos")
+    out, report = tmp_path / "out.mp4", tmp_path / "report.json"
+    r = realtime("--checkpoint", checkpoint, "--source", clip, "--people_faces", tmp_path / "people", "--max_frames", 5,
+                 "--no-display", "--output_path", out, "--report_json", report, "--threshold", -1,
+                 "--cache_dir", tmp_path / "cache")
+    assert r.returncode == 0, r.stderr
+    assert "every face will be labelled Unknown" in r.stderr
+    rep = json.loads(report.read_text())
+    assert set(face["name"] for f in rep["frames"] for face in f["faces"]) == {"Unknown"}
+    import imageio.v3 as iio
+
+    assert iio.imread(out, index=None).shape == (5, 360, 640, 3)
+
+
+@pytest.mark.parametrize("case", ["camera", "missing_video", "unreadable_video", "output_folder", "model_name"])
+def test_bad_input_one_line_exit_2(tmp_path, checkpoint, case):
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video" * 100)
+    clip = need_data(*CLIP)
+    args, expect = {
+        "camera": (["--checkpoint", checkpoint, "--cam", 99], "camera 99"),
+        "missing_video": (["--checkpoint", checkpoint, "--source", tmp_path / "nope.mp4"], "nope.mp4"),
+        "unreadable_video": (["--checkpoint", checkpoint, "--source", broken], "broken.mp4"),
+        "output_folder": (["--checkpoint", checkpoint, "--source", clip, "--output_path", tmp_path / "no" / "x.gif"],
+                          "does not exist"),
+        "model_name": (["--model_name", "no_such_model", "--source", clip], "no_such_model"),
+    }[case]
+    r = realtime(*args, "--no-display")
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("realtime.py: error:") and expect in lines[0], r.stderr
+
+
+def test_tracking_pipeline_finds_the_faces_of_the_full_frame_loop(checkpoint):
+    """Our pipeline (reduced frames, tracking) reports the faces the straightforward loop finds."""
+    from facecore.detect import FaceDetector
+    from facecore.gallery import Gallery
+    from facecore.models import load_embedder
+    from facecore.recognize import Recognizer, agreement, recognize_frame
+    from facecore.video import open_source
+
+    emb = load_embedder(checkpoint)
+    src = open_source(need_data(*CLIP))
+    frames = [f for _, f in zip(range(30), src)]
+    src.close()
+    gallery = Gallery(["x"], np.eye(1, 512, dtype=np.float32))
+    rec = Recognizer(emb, gallery, -1.0)
+    ours = [rec.process(f) for f in frames]
+    det = FaceDetector()
+    ref = [recognize_frame(f, det, emb, gallery, -1.0) for f in frames]
+    a = agreement(ours, ref)
+    assert a["face_frames"] >= 30 and a["paired"] >= 0.9 * a["face_frames"], a
+    assert rec.counts["detections"] < 15 and rec.counts["embedded_faces"] < sum(map(len, ref)) / 3
+    assert rec.counts["cuts"] == 1  # the shot changes at frame 20
+
+
+def test_output_slots_match_a_brute_force_count(tmp_path):
+    from facecore.video import OutputWriter
+
+    w = OutputWriter(tmp_path / "x.gif", fps=10)
+    fps = 30000 / 1001
+    chosen = [i for i in range(100) if w.wants(i / fps)]
+    # brute force: the first frame whose time reaches each multiple of 0.1 s
+    ref = [min(i for i in range(100) if i / fps >= k / 10 - 1e-9) for k in range(100) if k / 10 <= 99 / fps]
+    assert chosen == ref
+    w.close(keep=False)
+    assert not list(tmp_path.iterdir())
+
+
+def test_agreement_and_label_changes_on_known_frames():
+    from facecore.recognize import FaceResult, agreement, label_changes
+
+    def face(x: float, name: str) -> FaceResult:
+        return FaceResult(np.array([x, 0, x + 10, 10.0]), np.zeros((5, 2)), name, 0.5)
+
+    ref = [[face(0, "A"), face(50, "B")], [face(1, "A"), face(51, "A")], [face(2, "A")]]
+    ours = [[face(1, "A"), face(49, "B")], [face(0, "A"), face(30, "B")], [face(2, "U"), face(80, "C")]]
+    # frame 0: 2 of 2 agree; frame 1: A agrees, the face at 51 is unpaired; frame 2: paired, wrong name
+    assert agreement(ours, ref) == {"face_frames": 5, "paired": 4, "agree": 3, "extra": 2, "agreement": 0.6}
+    assert label_changes(ref) == {"pairs": 3, "changes": 1, "rate": pytest.approx(1 / 3)}
+
+
+def test_default_data_paths_follow_facecore_data(monkeypatch, tmp_path):
+    import realtime
+
+    monkeypatch.setenv("FACECORE_DATA", str(tmp_path))
+    assert realtime.data_path("../shared/data/demo/x.mp4") == tmp_path / "demo" / "x.mp4"
+    assert realtime.data_path("elsewhere/x.mp4") == Path("elsewhere/x.mp4")
