@@ -85,6 +85,7 @@ def similarity_distributions(results: dict[str, dict], kind: str = "positives", 
     """Per model, densities of pair similarities: ``positives`` (same vs different person, query set)
     or ``sources`` (query-query pairs vs query-distractor pairs)."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     from .evaluation import coarse_density, populated_range
 
@@ -103,6 +104,8 @@ def similarity_distributions(results: dict[str, dict], kind: str = "positives", 
             x, y = coarse_density(h, r["bin_lower"], span, n_bins)
             ax.plot(x, y, drawstyle="steps-mid", label=f"{label} ({int(np.sum(h)):,})")
         ax.set_xlim(*span)
+        ax.xaxis.set_major_locator(MaxNLocator(5))
+        ax.ticklabel_format(axis="x", useOffset=False)
         ax.set_title(name, fontsize=10)
         ax.set_xlabel("cosine similarity")
         ax.legend(fontsize=7)
