@@ -10,10 +10,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 
 # name -> checkpoint path (fp16 state dicts written by the training notebooks)
-params: dict[str, str] = {}
+params: dict[str, str] = {
+    "ce-efficientnet": "notebooks/ce-loss/ce-efficientnet.pt",
+}
 
 # The model realtime.py uses when --model_name is not given (the best shipped model).
-DEFAULT_MODEL: str | None = None
+DEFAULT_MODEL: str | None = "ce-efficientnet"
 
 
 def checkpoint_path(name: str) -> Path:

@@ -69,12 +69,14 @@ class ArcFaceLoss(nn.Module):
     """
 
     has_centres = True
+    weight_decay = False  # decay would only shrink the normalised centres (raising their step size)
 
     def __init__(self, embedding_dim: int, num_classes: int, scale: float = 32.0, margin_rad: float = 0.5,
                  margin_warmup_steps: int = 0):
         super().__init__()
-        self.centres = nn.Parameter(torch.empty(num_classes, embedding_dim))
-        nn.init.normal_(self.centres, std=0.01)
+        # Rows start near unit norm: only their direction counts, and the gradient through the
+        # normalisation grows as 1/norm, so tiny initial rows (std 0.01) would thrash every step.
+        self.centres = nn.Parameter(torch.randn(num_classes, embedding_dim) / math.sqrt(embedding_dim))
         self.scale, self.margin_rad, self.margin_warmup_steps = scale, margin_rad, margin_warmup_steps
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))
 

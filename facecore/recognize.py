@@ -120,6 +120,12 @@ class Recognizer:
         faces = detect_align([frame], self.detector, self.embedder.align_size, select="all")[0]
         boxes = np.array([f.box for f in faces], np.float64).reshape(-1, 4)
         pairs = match_boxes(np.array([t.box for t in self.tracks]).reshape(-1, 4), boxes, c.min_iou)
+        # second round, looser: a track that drifted off its face still beats a duplicate new track
+        free_t = [i for i in range(len(self.tracks)) if i not in {a for a, _ in pairs}]
+        free_d = [j for j in range(len(boxes)) if j not in {b for _, b in pairs}]
+        if free_t and free_d:
+            loose = match_boxes(np.array([self.tracks[i].box for i in free_t]).reshape(-1, 4), boxes[free_d], 0.05)
+            pairs = list(pairs) + [(free_t[a], free_d[b]) for a, b in loose]
         holder = {j: self.tracks[i] for i, j in pairs}
         continued = {i for i, _ in pairs}
         kept = []

@@ -121,7 +121,8 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, device: str = "cpu", pro
         loss_kwargs.update(embedding_dim=cfg.embedding_dim, num_classes=len(fs.classes))
     loss_fn = create_loss(cfg.loss, **loss_kwargs).to(device)
     joint = _Joint(model, loss_fn)
-    params = [{"params": model.parameters()}, {"params": loss_fn.parameters()}]
+    params = [{"params": model.parameters()},
+              {"params": loss_fn.parameters(), **({} if getattr(loss_fn, "weight_decay", True) else {"weight_decay": 0.0})}]
     opt = (torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay, nesterov=True)
            if cfg.optimizer == "sgd" else torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay))
     history: list[dict] = []
