@@ -36,6 +36,18 @@ def data_dir() -> Path:
     return need_data()
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module, as realtime.py runs: small networks on a busy 2-core CPU
+    crawl with more."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def pytest_sessionfinish(session, exitstatus):
     # Under CI=true a skipped test is a failure: CI must exercise everything.
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")

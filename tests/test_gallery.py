@@ -15,13 +15,7 @@ from facecore.models import checkpoint_meta, create_model, load_embedder, save_c
 from facecore.tracking import UNKNOWN
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """One torch thread, as realtime.py runs: small networks on a busy 2-core CPU crawl with more."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

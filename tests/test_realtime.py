@@ -17,13 +17,7 @@ from facecore.models import checkpoint_meta, create_model, save_checkpoint
 CLIP = ("demo", "short_hamilton_clip.mp4")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """One torch thread, as realtime.py runs: small networks on a busy 2-core CPU crawl with more."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
