@@ -43,29 +43,31 @@ def finalize_run(run_dir: str | os.PathLike, checkpoint: str = "best.pt", export
     The threshold is the cosine similarity that LFW's mismatched pairs exceed at rate ``fpr``; it is
     stored in the checkpoint (``meta["threshold"]``) for realtime.py. Returns the metrics.
     """
-    from .metrics import lfw_accuracy, threshold_at_fpr
-    from .models import load_embedder, read_checkpoint
-    from .train import export_for_shipping
-    from .validate import embedding_spread
+    import shutil
+    import tempfile
 
     run_dir = project_path(run_dir)
-    src = run_dir / checkpoint
+    # Work on a private copy: a training process may replace best.pt while we evaluate.
+    tmp = tempfile.NamedTemporaryFile(suffix=".pt", delete=False)
+    tmp.close()
+    shutil.copyfile(run_dir / checkpoint, tmp.name)
+    try:
+        return _finalize(Path(tmp.name), checkpoint, export_path, lfw_dir, fpr, device, extra)
+    finally:
+        os.unlink(tmp.name)
+
+
+def _finalize(src: Path, checkpoint: str, export_path: str | None, lfw_dir: str | None, fpr: float,
+              device: str, extra: dict | None) -> dict:
+    from .models import read_checkpoint
+    from .train import export_for_shipping
+
     meta = read_checkpoint(src)["meta"]
     metrics: dict = {"checkpoint": checkpoint, "epoch": meta["metrics"].get("epoch"), "identities": len(meta["classes"]),
                      "val_loss": meta["metrics"].get("val_loss"), "val_acc": meta["metrics"].get("val_acc"),
                      "val_verif_acc": meta["metrics"].get("val_verif_acc"), **(extra or {})}
     if lfw_dir and project_path(lfw_dir).is_dir():
-        from .embed import embed_files
-        from .lfw import pair_similarities
-        from .validate import lfw_protocol
-
-        files, (i1, i2, issame, folds) = lfw_protocol(str(project_path(lfw_dir)))
-        e = embed_files(files, load_embedder(src, device), aligned=True, flip=True, progress=False)
-        sims = np.nan_to_num(pair_similarities(e.embeddings, i1, i2), nan=-1.0)  # a missing crop never matches
-        res = lfw_accuracy(sims, issame, folds=folds)
-        metrics.update(lfw_acc=float(res["mean"]), lfw_std=float(res["std"]),
-                       lfw_spread=embedding_spread(e.embeddings[e.ok]),
-                       threshold=float(threshold_at_fpr(sims[~issame], fpr)), threshold_fpr=fpr)
+        metrics.update(evaluate_lfw(src, lfw_dir, device, fpr))
     if export_path:
         dst = project_path(export_path)
         export_for_shipping(src, dst, metrics)
@@ -74,6 +76,25 @@ def finalize_run(run_dir: str | os.PathLike, checkpoint: str = "best.pt", export
         metrics["exported"] = str(export_path)
         metrics["size_mb"] = round(dst.stat().st_size / 1e6, 2)
     return metrics
+
+
+def evaluate_lfw(checkpoint: str | os.PathLike, lfw_dir: str | os.PathLike, device: str = "cpu",
+                 fpr: float = 1e-3) -> dict:
+    """LFW 10-fold accuracy (flip-augmented embeddings) of a checkpoint on a folder of aligned LFW
+    crops, and the similarity threshold at ``fpr`` on the mismatched pairs."""
+    from .embed import embed_files
+    from .lfw import pair_similarities
+    from .metrics import lfw_accuracy, threshold_at_fpr
+    from .models import load_embedder
+    from .validate import embedding_spread, lfw_protocol
+
+    files, (i1, i2, issame, folds) = lfw_protocol(str(project_path(lfw_dir)))
+    e = embed_files(files, load_embedder(project_path(checkpoint), device), aligned=True, flip=True, progress=False)
+    sims = np.nan_to_num(pair_similarities(e.embeddings, i1, i2), nan=-1.0)  # a missing crop never matches
+    res = lfw_accuracy(sims, issame, folds=folds)
+    return {"lfw_acc": float(res["mean"]), "lfw_std": float(res["std"]), "lfw_spread": embedding_spread(e.embeddings[e.ok]),
+            "lfw_missing_crops": int((~e.ok).sum()), "threshold": float(threshold_at_fpr(sims[~issame], fpr)),
+            "threshold_fpr": fpr}
 
 
 def save_metrics(path: str | os.PathLike, metrics: dict) -> None:
