@@ -7,6 +7,7 @@ model is recomputed and nothing else is.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .faces import detect_align
-from .files import OK, UNREADABLE, NO_FACE, atomic_write_bytes, load_rgb
+from .files import NO_FACE, OK, atomic_write_bytes, load_rgb
 from .models import Embedder
 
 
@@ -111,10 +112,8 @@ def embed_files(paths: list[str | os.PathLike], embedder: Embedder, detector=Non
                 n_faces[idx[j]] = max(n_faces[idx[j]], 1)
         if cdir is not None:
             for j, i in enumerate(idx):
-                if keys[i] is None or status[i] == UNREADABLE and not os.path.exists(paths[i]):
+                if keys[i] is None:  # the file did not exist: nothing to key the cache by
                     continue
-                import io
-
                 buf = io.BytesIO()
                 np.savez(buf, emb=emb[i], status=np.array(status[i]), n_faces=np.array(n_faces[i]))
                 atomic_write_bytes(cdir / keys[i][:2] / f"{keys[i]}.npz", buf.getvalue())

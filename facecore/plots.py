@@ -7,9 +7,6 @@ import pandas as pd
 
 def training_curves(history: pd.DataFrame):
     """Loss (train/val) and accuracy curves per epoch."""
-    import matplotlib
-
-    matplotlib.use("Agg") if matplotlib.get_backend().lower() == "agg" else None
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
@@ -21,8 +18,9 @@ def training_curves(history: pd.DataFrame):
     ax = axes[1]
     for col, label in [("val_acc", "validation accuracy"), ("val_verif_acc", "validation pair accuracy"),
                        ("lfw_acc", "LFW 10-fold accuracy"), ("val_spread", "embedding spread")]:
-        if col in history:
-            ax.plot(history["epoch"], history[col], "o-", label=label)
+        if col in history and history[col].notna().any():
+            ok = history[col].notna()  # LFW is measured every few epochs only
+            ax.plot(history["epoch"][ok], history[col][ok], "o-", label=label)
     ax.set_xlabel("epoch"); ax.set_ylim(0, 1.02); ax.legend(); ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
