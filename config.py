@@ -12,10 +12,11 @@ ROOT = Path(__file__).resolve().parent
 # name -> checkpoint path (fp16 state dicts written by the training notebooks)
 params: dict[str, str] = {
     "ce-efficientnet": "notebooks/ce-loss/ce-efficientnet.pt",
+    "arcface-efficientnet": "notebooks/arcface-loss/arcface-efficientnet.pt",
 }
 
 # The model realtime.py uses when --model_name is not given (the best shipped model).
-DEFAULT_MODEL: str | None = "ce-efficientnet"
+DEFAULT_MODEL: str | None = "arcface-efficientnet"
 
 
 def checkpoint_path(name: str) -> Path:

@@ -10,6 +10,10 @@ import numpy as np
 from .files import atomic_write_text
 from .paths import PROJECT_ROOT
 
+# LFW false-positive rates at which every exported model stores a threshold (meta["thresholds_by_fpr"]);
+# realtime.py --fpr picks one.
+CALIBRATION_FPRS = (1e-3, 3e-3, 1e-2, 3e-2, 5e-2, 1e-1)
+
 
 def project_path(p: str | os.PathLike) -> Path:
     """A path relative to the project root (absolute paths pass through)."""
@@ -72,7 +76,7 @@ def _finalize(src: Path, checkpoint: str, export_path: str | None, lfw_dir: str 
         dst = project_path(export_path)
         export_for_shipping(src, dst, metrics)
         if "threshold" in metrics:
-            _set_threshold(dst, metrics["threshold"], fpr)
+            _set_threshold(dst, metrics["threshold"], fpr, metrics.get("thresholds_by_fpr"))
         metrics["exported"] = str(export_path)
         metrics["size_mb"] = round(dst.stat().st_size / 1e6, 2)
     return metrics
@@ -92,9 +96,19 @@ def evaluate_lfw(checkpoint: str | os.PathLike, lfw_dir: str | os.PathLike, devi
     e = embed_files(files, load_embedder(project_path(checkpoint), device), aligned=True, flip=True, progress=False)
     sims = np.nan_to_num(pair_similarities(e.embeddings, i1, i2), nan=-1.0)  # a missing crop never matches
     res = lfw_accuracy(sims, issame, folds=folds)
+    table = {str(f): float(threshold_at_fpr(sims[~issame], f)) for f in sorted({*CALIBRATION_FPRS, fpr})}
     return {"lfw_acc": float(res["mean"]), "lfw_std": float(res["std"]), "lfw_spread": embedding_spread(e.embeddings[e.ok]),
-            "lfw_missing_crops": int((~e.ok).sum()), "threshold": float(threshold_at_fpr(sims[~issame], fpr)),
-            "threshold_fpr": fpr}
+            "lfw_missing_crops": int((~e.ok).sum()), "threshold": table[str(fpr)], "threshold_fpr": fpr,
+            "thresholds_by_fpr": table}
+
+
+def calibrate_checkpoint(path: str | os.PathLike, lfw_dir: str | os.PathLike, device: str = "cpu",
+                         fpr: float = 1e-3) -> dict:
+    """Recompute a shipped checkpoint's LFW thresholds (``threshold`` at ``fpr`` and the table at
+    ``CALIBRATION_FPRS``) and store them in its meta; the weights are untouched."""
+    res = evaluate_lfw(path, lfw_dir, device, fpr)
+    _set_threshold(project_path(path), res["threshold"], fpr, res["thresholds_by_fpr"])
+    return res
 
 
 def save_metrics(path: str | os.PathLike, metrics: dict) -> None:
@@ -102,7 +116,7 @@ def save_metrics(path: str | os.PathLike, metrics: dict) -> None:
     atomic_write_text(project_path(path), json.dumps(metrics, indent=1, default=float))
 
 
-def _set_threshold(path: Path, threshold: float, fpr: float) -> None:
+def _set_threshold(path: Path, threshold: float, fpr: float, table: dict | None = None) -> None:
     import io
 
     import torch
@@ -112,6 +126,8 @@ def _set_threshold(path: Path, threshold: float, fpr: float) -> None:
 
     blob = read_checkpoint(path)
     blob["meta"]["threshold"], blob["meta"]["threshold_fpr"] = float(threshold), float(fpr)
+    if table:
+        blob["meta"]["thresholds_by_fpr"] = {str(k): float(v) for k, v in table.items()}
     buf = io.BytesIO()
     torch.save(blob, buf)
     atomic_write_bytes(path, buf.getvalue())

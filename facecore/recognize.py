@@ -30,10 +30,10 @@ FALLBACK_THRESHOLD = 0.4
 class RecognizerConfig:
     """Speed/accuracy knobs of ``Recognizer``; pixel sizes are named with their unit."""
 
-    detect_side_px: int = 320  # longer side of the reduced frame the detector sees
+    detect_side_px: int = 640  # longer side of the reduced frame the detector sees
     min_face_px: float = 16.0  # smallest face looked for, in reduced-frame pixels
     detect_every: int = 5  # frames between detections while every track is followed
-    embed_every: int = 10  # frames between re-embeddings of a track
+    embed_every: int = 5  # frames between re-embeddings of a track
     min_iou: float = 0.3  # track <-> detection overlap needed to continue a track
     max_misses: int = 1  # detections a track may miss before it is dropped
     cut_grey_levels: float = 20.0  # mean grey change of a 32x18 thumbnail that marks a scene cut

@@ -56,6 +56,7 @@ class TrainConfig:
     bn_calibration_batches: int = 20
     lfw_every: int = 2  # LFW accuracy every N epochs (and at the last one)
     num_threads: int | None = None
+    init_from: str | None = None  # checkpoint to start from (fine-tuning); None: random initialisation
 
 
 def _dist() -> tuple[int, int]:
@@ -130,7 +131,8 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, device: str = "cpu", pro
     last_path = out / "last.pt"
     if last_path.exists():
         state = read_checkpoint(last_path)
-        if state["meta"]["config"] != asdict(cfg):
+        stored = {**asdict(TrainConfig()), **state["meta"]["config"]}  # fields added since take defaults
+        if stored != asdict(cfg):
             raise ValueError(f"{last_path} was written by another configuration; use a new output folder "
                              f"or delete it to start again")
         model.load_state_dict(state["state_dict"])
@@ -140,6 +142,12 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, device: str = "cpu", pro
         start_epoch, best_val = len(history), float(state["best_val"])
         if rank == 0:
             print(f"resuming {out} after epoch {start_epoch}")
+    elif cfg.init_from:
+        from .warmstart import warm_start
+
+        note = warm_start(model, loss_fn, project_path(cfg.init_from), cfg.arch, cfg.embedding_dim, fs.classes)
+        if rank == 0:
+            print(f"starting from {note}")
     ddp = torch.nn.parallel.DistributedDataParallel(joint) if world > 1 else joint
     use_amp = device.startswith("cuda")
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)

@@ -162,3 +162,18 @@ def test_default_data_paths_follow_facecore_data(monkeypatch, tmp_path):
     monkeypatch.setenv("FACECORE_DATA", str(tmp_path))
     assert realtime.data_path("../shared/data/demo/x.mp4") == tmp_path / "demo" / "x.mp4"
     assert realtime.data_path("elsewhere/x.mp4") == Path("elsewhere/x.mp4")
+
+
+def test_threshold_comes_from_the_checkpoints_fpr_table(tmp_path):
+    import realtime as rt
+
+    meta = checkpoint_meta("efficientnet-b0", 512, 64)
+    meta.update(threshold=0.8, threshold_fpr=0.001, thresholds_by_fpr={"0.001": 0.8, "0.03": 0.6})
+    path = tmp_path / "t.pt"
+    save_checkpoint(path, create_model("efficientnet-b0"), meta)
+    load = lambda *a: rt.load_model(rt.parse_args(["--checkpoint", str(path), *a]))[1:]  # noqa: E731
+    assert load() == (0.6, "checkpoint, calibrated on LFW at FPR 0.03")  # the default --fpr
+    assert load("--fpr", "0.001")[0] == 0.8
+    assert load("--fpr", "0.001", "--threshold", "0.5") == (0.5, "--threshold")
+    with pytest.raises(rt.UsageError, match=r"--fpr 0.2: t.pt stores thresholds for FPR 0.001, 0.03"):
+        load("--fpr", "0.2")
