@@ -13,6 +13,8 @@ ROOT = Path(__file__).resolve().parent
 params: dict[str, str] = {
     "ce-efficientnet": "notebooks/ce-loss/ce-efficientnet.pt",
     "arcface-efficientnet": "notebooks/arcface-loss/arcface-efficientnet.pt",
+    "triplet-efficientnet-min-val-loss": "notebooks/triplet-loss/triplet-efficientnet-min-val-loss.pt",
+    "triplet-efficientnet-last-epoch": "notebooks/triplet-loss/triplet-efficientnet-last-epoch.pt",
 }
 
 # The model realtime.py uses when --model_name is not given (the best shipped model).
