@@ -38,6 +38,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--detect_every", type=int, default=5)
     p.add_argument("--embed_every", type=int, default=5)
     p.add_argument("--detect_side", type=int, default=640)
+    p.add_argument("--votes", type=int, default=5, help="RecognizerConfig.votes: recent embeddings voting per track")
     p.add_argument("--refine_side", type=int, default=0, help="RecognizerConfig.refine_side_px (0: off)")
     p.add_argument("--cache_dir", default=str(ROOT / "cache" / "gallery"))
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
@@ -78,7 +79,7 @@ def main() -> None:
     gallery = build_gallery(args.people_faces, embedder, cache_dir=args.cache_dir)
     full_detector = FaceDetector(device=args.device)
     cfg = RecognizerConfig(detect_side_px=args.detect_side, detect_every=args.detect_every,
-                           embed_every=args.embed_every, refine_side_px=args.refine_side)
+                           embed_every=args.embed_every, refine_side_px=args.refine_side, votes=args.votes)
     src = open_source(args.source)
     warm = next(iter(src))  # warm both paths up once (allocations, lazy imports)
     src.close()
