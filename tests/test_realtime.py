@@ -177,3 +177,18 @@ def test_threshold_comes_from_the_checkpoints_fpr_table(tmp_path):
     assert load("--fpr", "0.001", "--threshold", "0.5") == (0.5, "--threshold")
     with pytest.raises(rt.UsageError, match=r"--fpr 0.2: t.pt stores thresholds for FPR 0.001, 0.03"):
         load("--fpr", "0.2")
+
+
+def test_default_model_names_the_performer_and_no_one_else(tmp_path):
+    """The shipped default model, its default threshold and the demo gallery on the clip's first
+    second: the performer on stage (right of the frame) is named, the pianist (left) is not."""
+    clip = need_data(*CLIP)
+    people = need_data("demo", "people_faces")
+    report = tmp_path / "r.json"
+    r = realtime("--source", clip, "--people_faces", people, "--max_frames", 30, "--no-display",
+                 "--output_path", tmp_path / "o.gif", "--report_json", report, "--cache_dir", tmp_path / "cache")
+    assert r.returncode == 0, r.stderr
+    faces = [f for fr in json.loads(report.read_text())["frames"] for f in fr["faces"]]
+    named = [f for f in faces if f["name"] != "Unknown"]
+    assert len(named) >= 10 and {f["name"] for f in named} == {"Lin_Manuel_Miranda"}
+    assert all(f["box"][0] > 320 for f in named)  # all on the performer, none on the pianist at the left
