@@ -81,7 +81,9 @@ class ArcFaceLoss(nn.Module):
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))
 
     def current_margin(self) -> float:
-        if self.margin_warmup_steps <= 0:
+        """The margin in use: growing during warm-up in training; always the full one in eval mode, so
+        validation losses of different epochs (and ``best.pt``'s min-validation-loss choice) compare."""
+        if self.margin_warmup_steps <= 0 or not self.training:
             return self.margin_rad
         return self.margin_rad * min(1.0, float(self.steps) / self.margin_warmup_steps)
 

@@ -116,3 +116,16 @@ def test_arcface_margin_warmup_grows_linearly_and_resumes():
     for _ in range(20):
         loss(emb.float(), y)
     assert loss.current_margin() == 0.5
+
+
+def test_arcface_validation_uses_the_full_margin_during_warmup():
+    """Eval-mode losses use the final margin, so min-validation-loss checkpoints are not all epoch 1."""
+    loss = create_loss("arcface", embedding_dim=8, num_classes=4, margin_rad=0.5, margin_warmup_steps=10)
+    full = create_loss("arcface", embedding_dim=8, num_classes=4, margin_rad=0.5)
+    full.load_state_dict(loss.state_dict(), strict=False)
+    emb, y = _batch(seed=6)
+    loss.eval(), full.eval()
+    assert loss.current_margin() == 0.5
+    assert torch.equal(loss(emb.float(), y), full(emb.float(), y))
+    loss.train()
+    assert loss.current_margin() == 0.0
