@@ -15,6 +15,7 @@ params: dict[str, str] = {
     "arcface-efficientnet": "notebooks/arcface-loss/arcface-efficientnet.pt",
     "triplet-efficientnet-min-val-loss": "notebooks/triplet-loss/triplet-efficientnet-min-val-loss.pt",
     "triplet-efficientnet-last-epoch": "notebooks/triplet-loss/triplet-efficientnet-last-epoch.pt",
+    "ce-inceptionresnetv1-min20": "notebooks/ce-loss/ce-inceptionresnetv1-min20.pt",
 }
 
 # The model realtime.py uses when --model_name is not given (the best shipped model).
