@@ -24,21 +24,24 @@ from facecore.paths import data_root  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
-    demo = data_root() / "demo"
+    from facecore.recognize import RecognizerConfig
+    from realtime import REALTIME_FPR
+
+    demo, defaults = data_root() / "demo", RecognizerConfig()  # realtime.py's defaults
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model_name")
     p.add_argument("--checkpoint")
     p.add_argument("--source", default=str(demo / "short_hamilton_clip.mp4"))
     p.add_argument("--people_faces", default=str(demo / "people_faces"))
     p.add_argument("--threshold", type=float)
-    p.add_argument("--fpr", type=float, default=0.03, help="LFW FPR of the checkpoint's threshold (realtime.py --fpr)")
+    p.add_argument("--fpr", type=float, default=REALTIME_FPR, help="LFW FPR of the checkpoint's threshold (realtime.py --fpr)")
     p.add_argument("--max_frames", type=int)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--repeats", type=int, default=1)
-    p.add_argument("--detect_every", type=int, default=5)
-    p.add_argument("--embed_every", type=int, default=5)
-    p.add_argument("--detect_side", type=int, default=640)
-    p.add_argument("--votes", type=int, default=5, help="RecognizerConfig.votes: recent embeddings voting per track")
+    p.add_argument("--detect_every", type=int, default=defaults.detect_every)
+    p.add_argument("--embed_every", type=int, default=defaults.embed_every)
+    p.add_argument("--detect_side", type=int, default=defaults.detect_side_px)
+    p.add_argument("--votes", type=int, default=defaults.votes, help="RecognizerConfig.votes: recent embeddings voting per track")
     p.add_argument("--refine_side", type=int, default=0, help="RecognizerConfig.refine_side_px (0: off)")
     p.add_argument("--cache_dir", default=str(ROOT / "cache" / "gallery"))
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 from .files import atomic_write_bytes
 from .landmarks_data import FLIP_ORDER, crop_matrix, invert_matrix, map_points, to_tensor, warp_crop
+from .models import float_state_dict
 from .paths import PROJECT_ROOT
 
 LANDMARKER_FORMAT = "facecore-landmarker-v1"
@@ -281,7 +282,7 @@ def load_landmarker(path: str | os.PathLike, device: str = "cpu", flip: bool = T
     if not isinstance(blob, dict) or blob.get("meta", {}).get("format") != LANDMARKER_FORMAT:
         raise ValueError(f"{path} is not a facecore landmarker (no meta.format == {LANDMARKER_FORMAT!r})")
     model = create_landmark_model(blob["meta"]["arch"])
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in blob["state_dict"].items()})
+    model.load_state_dict(float_state_dict(blob["state_dict"]))
     return Landmarker(model.to(memory_format=torch.channels_last), blob["meta"], device, flip)
 
 

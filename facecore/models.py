@@ -174,12 +174,17 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     return blob
 
 
+def float_state_dict(state_dict: dict) -> dict:
+    """A state dict with floating tensors as float32 (shipped weights are fp16)."""
+    return {k: v.float() if v.is_floating_point() else v for k, v in state_dict.items()}
+
+
 def load_embedder(path: str | os.PathLike, device: str = "cpu") -> Embedder:
     """Rebuild the network a checkpoint describes, load its weights (as float32) and return it."""
     blob = read_checkpoint(path)
     meta = blob["meta"]
     model = create_model(meta["arch"], embedding_dim=meta["embedding_dim"])
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in blob["state_dict"].items()})
+    model.load_state_dict(float_state_dict(blob["state_dict"]))
     model = model.to(device, memory_format=torch.channels_last).eval()
     return Embedder(model, meta, device)
 

@@ -23,7 +23,8 @@ import torch.distributed as dist
 from .data import PKSampler, augment, load_crops, scan_identities, shuffled_batches, split_per_identity, to_tensor
 from .files import atomic_write_text
 from .losses import create_loss
-from .models import checkpoint_meta, create_model, default_input_size, read_checkpoint, save_checkpoint
+from .models import (checkpoint_meta, create_model, default_input_size, float_state_dict, read_checkpoint,
+                     save_checkpoint)
 from .validate import embedding_spread, evaluate_classifier, evaluate_pairs, lfw_eval
 
 
@@ -288,7 +289,7 @@ def export_for_shipping(src: str | os.PathLike, dst: str | os.PathLike, metrics:
     meta = dict(blob["meta"])
     meta["metrics"] = {**meta.get("metrics", {}), **(metrics or {})}
     model = create_model(meta["arch"], embedding_dim=meta["embedding_dim"])
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in blob["state_dict"].items()})
+    model.load_state_dict(float_state_dict(blob["state_dict"]))
     save_checkpoint(dst, model, meta, half=True)
 
 

@@ -5,7 +5,7 @@ import os
 
 import torch
 
-from .models import read_checkpoint
+from .models import float_state_dict, read_checkpoint
 
 
 def warm_start(model: torch.nn.Module, loss_fn: torch.nn.Module, path: str | os.PathLike, arch: str,
@@ -22,7 +22,7 @@ def warm_start(model: torch.nn.Module, loss_fn: torch.nn.Module, path: str | os.
     if meta["arch"] != arch or int(meta["embedding_dim"]) != int(embedding_dim):
         raise ValueError(f"init_from {path}: it is a {meta['arch']} with {meta['embedding_dim']}-d embeddings, "
                          f"but this run trains a {arch} with {embedding_dim}-d ones; pick a matching checkpoint")
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in blob["state_dict"].items()})
+    model.load_state_dict(float_state_dict(blob["state_dict"]))
     source = blob.get("loss_state") or {}
     weights = source.get("centres", source.get("fc.weight"))
     target = loss_fn.state_dict()
@@ -31,7 +31,5 @@ def warm_start(model: torch.nn.Module, loss_fn: torch.nn.Module, path: str | os.
         return f"backbone from {path} (this loss has no class centres)"
     if weights is None or list(meta.get("classes", [])) != list(classes):
         return f"backbone from {path}; class centres start fresh (no classifier over the same classes there)"
-    with torch.no_grad():
-        target[key].copy_(weights.float())
-        loss_fn.load_state_dict(target)
+    loss_fn.load_state_dict({**target, key: weights.float()})
     return f"backbone and class centres from {path}"
