@@ -39,10 +39,14 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--detect_every", type=int, default=defaults.detect_every)
+    p.add_argument("--search_every", type=int, default=defaults.search_every,
+                   help="RecognizerConfig.search_every: frames between detections while nobody is tracked")
     p.add_argument("--embed_every", type=int, default=defaults.embed_every)
     p.add_argument("--detect_side", type=int, default=defaults.detect_side_px)
     p.add_argument("--votes", type=int, default=defaults.votes, help="RecognizerConfig.votes: recent embeddings voting per track")
     p.add_argument("--refine_side", type=int, default=0, help="RecognizerConfig.refine_side_px (0: off)")
+    p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=defaults.flip,
+                   help="RecognizerConfig.flip: embed faces with their mirror image too (both loops)")
     p.add_argument("--cache_dir", default=str(ROOT / "cache" / "gallery"))
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     return p.parse_args()
@@ -82,11 +86,12 @@ def main() -> None:
     gallery = build_gallery(args.people_faces, embedder, cache_dir=args.cache_dir)
     full_detector = FaceDetector(device=args.device)
     cfg = RecognizerConfig(detect_side_px=args.detect_side, detect_every=args.detect_every,
-                           embed_every=args.embed_every, refine_side_px=args.refine_side, votes=args.votes)
+                           search_every=args.search_every, embed_every=args.embed_every,
+                           refine_side_px=args.refine_side, votes=args.votes, flip=args.flip)
     src = open_source(args.source)
     warm = next(iter(src))  # warm both paths up once (allocations, lazy imports)
     src.close()
-    recognize_frame(warm, full_detector, embedder, gallery, threshold)
+    recognize_frame(warm, full_detector, embedder, gallery, threshold, args.flip)
     Recognizer(embedder, gallery, threshold, cfg).process(warm)
 
     best: dict[str, tuple[list, float, dict]] = {}
@@ -95,7 +100,7 @@ def main() -> None:
         ours, t_ours = timed_run(args.source, rec.process, args.max_frames)
         if "ours" not in best or t_ours < best["ours"][1]:
             best["ours"] = (ours, t_ours, dict(rec.counts))
-        ref, t_ref = timed_run(args.source, lambda f: recognize_frame(f, full_detector, embedder, gallery, threshold),
+        ref, t_ref = timed_run(args.source, lambda f: recognize_frame(f, full_detector, embedder, gallery, threshold, args.flip),
                                args.max_frames)
         if "ref" not in best or t_ref < best["ref"][1]:
             best["ref"] = (ref, t_ref, {"detections": len(ref), "embedded_faces": sum(map(len, ref))})

@@ -41,11 +41,14 @@ def set_threads(n: int) -> None:
 
 
 def finalize_run(run_dir: str | os.PathLike, checkpoint: str = "best.pt", export_path: str | None = None,
-                 lfw_dir: str | None = None, fpr: float = 1e-3, device: str = "cpu", extra: dict | None = None) -> dict:
-    """Evaluate a run's checkpoint on LFW, calibrate its threshold, export it fp16, write metrics.json.
+                 lfw_dir: str | None = None, fpr: float = 1e-3, device: str = "cpu", extra: dict | None = None,
+                 mantissa_bits: int = 10) -> dict:
+    """Export a run's checkpoint as fp16 (``mantissa_bits`` of fp16's 10 kept, see ``models.round_mantissa``),
+    evaluate the exported weights on LFW and calibrate their threshold. Returns the metrics.
 
     The threshold is the cosine similarity that LFW's mismatched pairs exceed at rate ``fpr``; it is
-    stored in the checkpoint (``meta["threshold"]``) for realtime.py. Returns the metrics.
+    stored in the checkpoint (``meta["threshold"]``) for realtime.py. Without ``export_path`` the run's
+    checkpoint itself is evaluated.
     """
     import shutil
     import tempfile
@@ -56,13 +59,13 @@ def finalize_run(run_dir: str | os.PathLike, checkpoint: str = "best.pt", export
     tmp.close()
     shutil.copyfile(run_dir / checkpoint, tmp.name)
     try:
-        return _finalize(Path(tmp.name), checkpoint, export_path, lfw_dir, fpr, device, extra)
+        return _finalize(Path(tmp.name), checkpoint, export_path, lfw_dir, fpr, device, extra, mantissa_bits)
     finally:
         os.unlink(tmp.name)
 
 
 def _finalize(src: Path, checkpoint: str, export_path: str | None, lfw_dir: str | None, fpr: float,
-              device: str, extra: dict | None) -> dict:
+              device: str, extra: dict | None, mantissa_bits: int) -> dict:
     from .models import read_checkpoint
     from .train import export_for_shipping
 
@@ -70,15 +73,19 @@ def _finalize(src: Path, checkpoint: str, export_path: str | None, lfw_dir: str 
     metrics: dict = {"checkpoint": checkpoint, "epoch": meta["metrics"].get("epoch"), "identities": len(meta["classes"]),
                      "val_loss": meta["metrics"].get("val_loss"), "val_acc": meta["metrics"].get("val_acc"),
                      "val_verif_acc": meta["metrics"].get("val_verif_acc"), **(extra or {})}
-    if lfw_dir and project_path(lfw_dir).is_dir():
-        metrics.update(evaluate_lfw(src, lfw_dir, device, fpr))
-    if export_path:
+    if export_path:  # measure and calibrate what ships (fp16), not the float32 training checkpoint
         dst = project_path(export_path)
-        export_for_shipping(src, dst, metrics)
-        if "threshold" in metrics:
-            _set_threshold(dst, metrics["threshold"], fpr, metrics.get("thresholds_by_fpr"))
+        tmp = dst.with_name(f".{dst.name}.export.tmp")  # the shipped file changes only once all is done
+        metrics["mantissa_bits"] = int(mantissa_bits)
+        export_for_shipping(src, tmp, metrics, mantissa_bits)
+        if lfw_dir and project_path(lfw_dir).is_dir():
+            metrics.update(evaluate_lfw(tmp, lfw_dir, device, fpr))
+            _set_threshold(tmp, metrics["threshold"], fpr, metrics["thresholds_by_fpr"], metrics)
+        os.replace(tmp, dst)
         metrics["exported"] = str(export_path)
         metrics["size_mb"] = round(dst.stat().st_size / 1e6, 2)
+    elif lfw_dir and project_path(lfw_dir).is_dir():
+        metrics.update(evaluate_lfw(src, lfw_dir, device, fpr))
     return metrics
 
 
@@ -116,18 +123,14 @@ def save_metrics(path: str | os.PathLike, metrics: dict) -> None:
     atomic_write_text(project_path(path), json.dumps(metrics, indent=1, default=float))
 
 
-def _set_threshold(path: Path, threshold: float, fpr: float, table: dict | None = None) -> None:
-    import io
+def _set_threshold(path: Path, threshold: float, fpr: float, table: dict | None = None,
+                   metrics: dict | None = None) -> None:
+    from .models import is_compressed, read_checkpoint, write_checkpoint
 
-    import torch
-
-    from .files import atomic_write_bytes
-    from .models import read_checkpoint
-
+    compress = is_compressed(path)
     blob = read_checkpoint(path)
     blob["meta"]["threshold"], blob["meta"]["threshold_fpr"] = float(threshold), float(fpr)
+    blob["meta"]["metrics"] = {**blob["meta"].get("metrics", {}), **(metrics or {})}
     if table:
         blob["meta"]["thresholds_by_fpr"] = {str(k): float(v) for k, v in table.items()}
-    buf = io.BytesIO()
-    torch.save(blob, buf)
-    atomic_write_bytes(path, buf.getvalue())
+    write_checkpoint(path, blob, compress=compress)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -150,15 +151,60 @@ def checkpoint_meta(arch: str, embedding_dim: int, input_size: int, classes: lis
             "config": dict(config or {}), "metrics": dict(metrics or {})}
 
 
+def round_mantissa(t: torch.Tensor, bits: int) -> torch.Tensor:
+    """fp16 values rounded (to nearest, ties to even) to ``bits`` of fp16's 10 mantissa bits.
+
+    The result is still an fp16 tensor; its zeroed low bits let the deflated checkpoint shrink (9 bits:
+    about 6 % smaller, relative error <= 2**-10 on normal numbers, half an fp16 step more than fp16's own).
+    """
+    if t.dtype != torch.float16:
+        raise TypeError(f"round_mantissa needs an fp16 tensor, got {t.dtype}")
+    if not 1 <= bits <= 10:
+        raise ValueError(f"mantissa bits must be in 1..10, got {bits}")
+    drop = 10 - bits
+    if drop == 0:
+        return t
+    u = t.view(torch.int16).to(torch.int32) & 0xFFFF  # the raw bit pattern, unsigned
+    u = (u + (1 << (drop - 1)) - 1 + ((u >> drop) & 1)) & ~((1 << drop) - 1)  # sign-magnitude: carries are right
+    return (u - ((u >> 15) << 16)).to(torch.int16).view(torch.float16)
+
+
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, meta: dict, half: bool = False,
-                    extra: dict | None = None) -> None:
-    """Write weights + meta atomically; ``half`` stores fp16 weights (for shipping)."""
+                    extra: dict | None = None, mantissa_bits: int = 10) -> None:
+    """Write weights + meta atomically; ``half`` stores fp16 weights (for shipping), deflated, with
+    ``mantissa_bits`` of fp16's 10 kept."""
     sd = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu().contiguous()
           for k, v in _unwrap(model).state_dict().items()}
+    if half and mantissa_bits != 10:
+        sd = {k: round_mantissa(v, mantissa_bits) if v.dtype == torch.float16 else v for k, v in sd.items()}
     blob = {"meta": meta, "state_dict": sd, **(extra or {})}
+    write_checkpoint(path, blob, compress=half)
+
+
+def checkpoint_bytes(blob: dict, compress: bool = False) -> bytes:
+    """``torch.save`` bytes of ``blob``; ``compress`` deflates the zip records (lossless, about 9 %
+    smaller for fp16 weights; ``torch.load`` reads them as usual, only ``mmap=True`` needs stored ones)."""
     buf = io.BytesIO()
     torch.save(blob, buf)
-    atomic_write_bytes(path, buf.getvalue())
+    if not compress:
+        return buf.getvalue()
+    out = io.BytesIO()
+    with zipfile.ZipFile(buf) as src, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as dst:
+        for info in src.infolist():  # fixed timestamps: the same checkpoint always gives the same bytes
+            dst.writestr(zipfile.ZipInfo(info.filename, (1980, 1, 1, 0, 0, 0)), src.read(info.filename),
+                         zipfile.ZIP_DEFLATED, 9)
+    return out.getvalue()
+
+
+def write_checkpoint(path: str | os.PathLike, blob: dict, compress: bool = False) -> None:
+    """Write a checkpoint dict atomically (see ``checkpoint_bytes``)."""
+    atomic_write_bytes(path, checkpoint_bytes(blob, compress))
+
+
+def is_compressed(path: str | os.PathLike) -> bool:
+    """Whether a checkpoint file's zip records are deflated."""
+    with zipfile.ZipFile(path) as z:
+        return any(i.compress_type != zipfile.ZIP_STORED for i in z.infolist())
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict:

@@ -1,11 +1,12 @@
 """Per-frame recognition: detect -> align -> embed -> match, fast enough for live video on a CPU.
 
 ``Recognizer`` (realtime.py's pipeline) runs MTCNN on a reduced copy of the frame every
-``detect_every`` frames, or at once when a track is lost or the scene cuts; in between, tracks
-follow their faces with optical flow (``facecore.tracking.FlowTracker``). A track is embedded when
-it starts and again every ``embed_every`` frames, all due faces of a frame in one batch, and its
-identity is the majority of its recent votes. ``recognize_frame`` is the straightforward loop
-(full-frame MTCNN, every face embedded, no tracking) that ``bench/realtime_fps.py`` compares with.
+``detect_every`` frames (every ``search_every`` while no face is tracked), or at once when a track
+is lost or the scene cuts; in between, tracks follow their faces with optical flow
+(``facecore.tracking.FlowTracker``). A track is embedded when it starts and again every ``embed_every`` frames, all due faces of a frame in one batch, and its
+identity is the majority of its last ``votes`` embeddings' decisions (by default the latest one).
+``recognize_frame`` is the straightforward loop (full-frame MTCNN, every face embedded, no
+tracking) that ``bench/realtime_fps.py`` compares with.
 """
 from __future__ import annotations
 
@@ -31,14 +32,16 @@ class RecognizerConfig:
     """Speed/accuracy knobs of ``Recognizer``; pixel sizes are named with their unit."""
 
     detect_side_px: int = 640  # longer side of the reduced frame the detector sees
-    min_face_px: float = 16.0  # smallest face looked for, in reduced-frame pixels
-    detect_every: int = 5  # frames between detections while every track is followed
+    min_face_px: float = 20.0  # smallest face looked for, in reduced-frame pixels (FaceDetector's default)
+    detect_every: int = 5  # frames between detections while a face is tracked
+    search_every: int = 1  # frames between detections while no face is tracked (faces are acquired at once)
     embed_every: int = 5  # frames between re-embeddings of a track
     min_iou: float = 0.3  # track <-> detection overlap needed to continue a track
     max_misses: int = 1  # detections a track may miss before it is dropped
     cut_grey_levels: float = 20.0  # mean grey change of a 32x18 thumbnail that marks a scene cut
-    votes: int = 5  # recent embeddings voting on a track's identity
+    votes: int = 1  # recent embeddings voting on a track's identity (ties: the latest; 1: the latest decides)
     refine_side_px: int = 0  # >0: re-detect landmarks on full-resolution face patches this size before embedding
+    flip: bool = True  # embed each face with its mirror image too, as the LFW-calibrated thresholds and the gallery do
 
 
 @dataclass
@@ -98,7 +101,8 @@ class Recognizer:
             before = sum(t.lost for t in self.tracks)
             self.flow.step(self._prev_grey, grey, [t for t in self.tracks if not t.lost], scale)
             lost_now = sum(t.lost for t in self.tracks) > before
-        if cut or lost_now or self.frame_index - self._last_detect >= self.config.detect_every:
+        every = self.config.detect_every if any(not t.lost for t in self.tracks) else self.config.search_every
+        if cut or lost_now or self.frame_index - self._last_detect >= every:
             self._detect(frame)
         self._prev_grey, self._prev_thumb = grey, thumb
         return [self._result(t) for t in self.tracks if not t.lost]
@@ -149,7 +153,7 @@ class Recognizer:
             crops = [faces[j].crop for j in due]
             if self.refiner is not None:
                 crops = self._refined_crops(frame, [faces[j] for j in due])
-            emb = self.embedder.embed(np.stack(crops))
+            emb = self.embedder.embed(np.stack(crops), flip=c.flip)
             self.counts["embedded_faces"] += len(due)
             for j, (name, sim) in zip(due, self.gallery.label(emb, self.threshold)):
                 holder[j].vote(name, sim)
@@ -186,12 +190,12 @@ class Recognizer:
 
 
 def recognize_frame(frame: np.ndarray, detector: FaceDetector, embedder: Embedder, gallery: Gallery,
-                    threshold: float) -> list[FaceResult]:
+                    threshold: float, flip: bool = True) -> list[FaceResult]:
     """The straightforward loop's step: MTCNN on the full frame, embed every face, match each."""
     faces = detect_align([frame], detector, embedder.align_size, select="all")[0]
     if not faces:
         return []
-    labels = gallery.label(embedder.embed(np.stack([f.crop for f in faces])), threshold)
+    labels = gallery.label(embedder.embed(np.stack([f.crop for f in faces]), flip=flip), threshold)
     return [FaceResult(f.box, f.landmarks, n, s) for f, (n, s) in zip(faces, labels)]
 
 

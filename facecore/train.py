@@ -283,14 +283,16 @@ def write_history(history: list[dict], out: Path) -> None:
         pass
 
 
-def export_for_shipping(src: str | os.PathLike, dst: str | os.PathLike, metrics: dict | None = None) -> None:
-    """Copy an embedder checkpoint as fp16 weights (no optimiser state), merging ``metrics`` into meta."""
+def export_for_shipping(src: str | os.PathLike, dst: str | os.PathLike, metrics: dict | None = None,
+                        mantissa_bits: int = 10) -> None:
+    """Copy an embedder checkpoint as fp16 weights (no optimiser state, ``mantissa_bits`` of 10 kept),
+    merging ``metrics`` into meta."""
     blob = read_checkpoint(src)
     meta = dict(blob["meta"])
     meta["metrics"] = {**meta.get("metrics", {}), **(metrics or {})}
     model = create_model(meta["arch"], embedding_dim=meta["embedding_dim"])
     model.load_state_dict(float_state_dict(blob["state_dict"]))
-    save_checkpoint(dst, model, meta, half=True)
+    save_checkpoint(dst, model, meta, half=True, mantissa_bits=mantissa_bits)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -53,3 +53,55 @@ def test_not_a_checkpoint_is_named(tmp_path):
         read_checkpoint(tmp_path / "x.pt")
     with pytest.raises(FileNotFoundError):
         read_checkpoint(tmp_path / "missing.pt")
+
+
+def test_compressed_checkpoint_is_lossless_and_smaller(tmp_path):
+    from facecore.models import checkpoint_bytes, is_compressed, write_checkpoint
+
+    torch.manual_seed(0)
+    m = create_model("efficientnet-b0", embedding_dim=64)
+    for _ in range(3):  # trained-looking weights: fp16 values with varied exponents
+        m(torch.randn(2, 3, 64, 64))
+    save_checkpoint(tmp_path / "fp16.pt", m, checkpoint_meta("efficientnet-b0", 64, 64), half=True)
+    blob = torch.load(tmp_path / "fp16.pt", weights_only=True)
+    assert is_compressed(tmp_path / "fp16.pt")
+    write_checkpoint(tmp_path / "stored.pt", blob, compress=False)
+    assert not is_compressed(tmp_path / "stored.pt")
+    assert (tmp_path / "fp16.pt").stat().st_size < 0.97 * (tmp_path / "stored.pt").stat().st_size
+    again = torch.load(tmp_path / "fp16.pt", weights_only=True)
+    assert again["meta"] == blob["meta"]
+    assert all(torch.equal(again["state_dict"][k], v) for k, v in blob["state_dict"].items())
+    assert checkpoint_bytes(blob, compress=True) == (tmp_path / "fp16.pt").read_bytes()  # deterministic
+
+
+def test_shipped_models_fit_the_weight_budget():
+    """Issue #3: every shipped embedding model together <= 120 MB, each an fp16 state dict."""
+    import config
+
+    paths = [config.checkpoint_path(n) for n in config.params]
+    assert sum(p.stat().st_size for p in paths) <= 120e6
+    for p in paths:
+        sd = torch.load(p, weights_only=True)["state_dict"]
+        assert {v.dtype for v in sd.values() if v.is_floating_point()} == {torch.float16}, p
+
+
+@pytest.mark.parametrize("bits", [10, 9, 8, 5])
+def test_round_mantissa_matches_float_rounding(bits):
+    from facecore.models import round_mantissa
+
+    x = torch.cat([torch.randn(20000) * 0.05, torch.tensor([0.0, -0.0, 1.0, -1.5, 2047.0, 1e-3, -3e-2])]).half()
+    y = round_mantissa(x, bits)
+    assert y.dtype == torch.float16
+    f = x.double()
+    normal = f.abs() >= 2.0 ** -14
+    step = 2.0 ** (torch.floor(torch.log2(f.abs().clamp_min(2.0 ** -14))) - bits)
+    ref = torch.round(f / step) * step  # round half to even, like the bit arithmetic
+    assert torch.equal(y.double()[normal], ref[normal])
+    assert torch.equal(round_mantissa(y, bits), y)  # idempotent
+    if bits < 10:
+        low = y.view(torch.int16) & ((1 << (10 - bits)) - 1)
+        assert int(low[normal].abs().max()) == 0
+    with pytest.raises(ValueError, match="1..10"):
+        round_mantissa(x, 11)
+    with pytest.raises(TypeError, match="fp16"):
+        round_mantissa(x.float(), 9)

@@ -130,6 +130,20 @@ def test_tracking_pipeline_finds_the_faces_of_the_full_frame_loop(checkpoint):
     assert rec.counts["cuts"] == 1  # the shot changes at frame 20
 
 
+def test_detects_every_search_every_frames_while_nobody_is_tracked(checkpoint):
+    from facecore.gallery import Gallery
+    from facecore.models import load_embedder
+    from facecore.recognize import Recognizer, RecognizerConfig
+
+    emb = load_embedder(checkpoint)
+    gallery = Gallery([], np.zeros((0, 512), np.float32))
+    empty = np.random.default_rng(0).integers(100, 110, (180, 320, 3), dtype=np.uint8)  # no face, no cut
+    for search_every, expected in ((1, 7), (3, 3)):  # frames 0..6: all of them / 0, 3, 6
+        rec = Recognizer(emb, gallery, 0.5, RecognizerConfig(search_every=search_every))
+        assert all(rec.process(empty) == [] for _ in range(7))
+        assert rec.counts["detections"] == expected and rec.counts["cuts"] == 0
+
+
 def test_output_slots_match_a_brute_force_count(tmp_path):
     from facecore.video import OutputWriter
 
@@ -168,27 +182,33 @@ def test_threshold_comes_from_the_checkpoints_fpr_table(tmp_path):
     import realtime as rt
 
     meta = checkpoint_meta("efficientnet-b0", 512, 64)
-    meta.update(threshold=0.8, threshold_fpr=0.001, thresholds_by_fpr={"0.001": 0.8, "0.03": 0.6})
+    assert rt.REALTIME_FPR == 0.01
+    meta.update(threshold=0.8, threshold_fpr=0.001, thresholds_by_fpr={"0.001": 0.8, "0.01": 0.7, "0.03": 0.6})
     path = tmp_path / "t.pt"
     save_checkpoint(path, create_model("efficientnet-b0"), meta)
     load = lambda *a: rt.load_model(rt.parse_args(["--checkpoint", str(path), *a]))[1:]  # noqa: E731
-    assert load() == (0.6, "checkpoint, calibrated on LFW at FPR 0.03")  # the default --fpr
-    assert load("--fpr", "0.001")[0] == 0.8
+    assert load() == (0.7, "checkpoint, calibrated on LFW at FPR 0.01")  # the default --fpr
+    assert load("--fpr", "0.001")[0] == 0.8 and load("--fpr", "0.03")[0] == 0.6
     assert load("--fpr", "0.001", "--threshold", "0.5") == (0.5, "--threshold")
-    with pytest.raises(rt.UsageError, match=r"--fpr 0.2: t.pt stores thresholds for FPR 0.001, 0.03"):
+    with pytest.raises(rt.UsageError, match=r"--fpr 0.2: t.pt stores thresholds for FPR 0.001, 0.01, 0.03"):
         load("--fpr", "0.2")
 
 
 def test_default_model_names_the_performer_and_no_one_else(tmp_path):
-    """The shipped default model, its default threshold and the demo gallery on the clip's first
-    second: the performer on stage (right of the frame) is named, the pianist (left) is not."""
+    """The shipped default model, its default threshold and the demo gallery on the whole clip: the
+    performer's close-ups (frames 87-210) are named, the pianist (left of the opening stage shot)
+    and the four audience faces of the last shot (frames 211-274) are not."""
     clip = need_data(*CLIP)
     people = need_data("demo", "people_faces")
     report = tmp_path / "r.json"
-    r = realtime("--source", clip, "--people_faces", people, "--max_frames", 30, "--no-display",
-                 "--output_path", tmp_path / "o.gif", "--report_json", report, "--cache_dir", tmp_path / "cache")
+    r = realtime("--source", clip, "--people_faces", people, "--no-display", "--output_path", tmp_path / "o.gif",
+                 "--report_json", report, "--cache_dir", tmp_path / "cache")
     assert r.returncode == 0, r.stderr
-    faces = [f for fr in json.loads(report.read_text())["frames"] for f in fr["faces"]]
-    named = [f for f in faces if f["name"] != "Unknown"]
-    assert len(named) >= 10 and {f["name"] for f in named} == {"Lin_Manuel_Miranda"}
-    assert all(f["box"][0] > 320 for f in named)  # all on the performer, none on the pianist at the left
+    frames = json.loads(report.read_text())["frames"]
+    assert len(frames) == 275
+    named = [(fr["index"], f) for fr in frames for f in fr["faces"] if f["name"] != "Unknown"]
+    assert len(named) >= 90 and {f["name"] for _, f in named} == {"Lin_Manuel_Miranda"}
+    assert all(87 <= i <= 210 for i, _ in named)  # only in the performer's close-ups
+    audience = [fr["faces"] for fr in frames if fr["index"] >= 211]
+    assert sum(len(faces) >= 3 for faces in audience) >= 0.8 * len(audience)  # the audience faces are seen ...
+    assert all(f["name"] == "Unknown" for faces in audience for f in faces)  # ... and nobody there is named
