@@ -77,11 +77,14 @@ def _finalize(src: Path, checkpoint: str, export_path: str | None, lfw_dir: str 
         dst = project_path(export_path)
         tmp = dst.with_name(f".{dst.name}.export.tmp")  # the shipped file changes only once all is done
         metrics["mantissa_bits"] = int(mantissa_bits)
-        export_for_shipping(src, tmp, metrics, mantissa_bits)
-        if lfw_dir and project_path(lfw_dir).is_dir():
-            metrics.update(evaluate_lfw(tmp, lfw_dir, device, fpr))
-            _set_threshold(tmp, metrics["threshold"], fpr, metrics["thresholds_by_fpr"], metrics)
-        os.replace(tmp, dst)
+        try:
+            export_for_shipping(src, tmp, metrics, mantissa_bits)
+            if lfw_dir and project_path(lfw_dir).is_dir():
+                metrics.update(evaluate_lfw(tmp, lfw_dir, device, fpr))
+                _set_threshold(tmp, metrics["threshold"], fpr, metrics["thresholds_by_fpr"], metrics)
+            os.replace(tmp, dst)
+        finally:
+            tmp.unlink(missing_ok=True)
         metrics["exported"] = str(export_path)
         metrics["size_mb"] = round(dst.stat().st_size / 1e6, 2)
     elif lfw_dir and project_path(lfw_dir).is_dir():

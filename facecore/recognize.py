@@ -3,8 +3,9 @@
 ``Recognizer`` (realtime.py's pipeline) runs MTCNN on a reduced copy of the frame every
 ``detect_every`` frames (every ``search_every`` while no face is tracked), or at once when a track
 is lost or the scene cuts; in between, tracks follow their faces with optical flow
-(``facecore.tracking.FlowTracker``). A track is embedded when it starts and again every ``embed_every`` frames, all due faces of a frame in one batch, and its
-identity is the majority of its last ``votes`` embeddings' decisions (by default the latest one).
+(``facecore.tracking.FlowTracker``). A track is embedded when it starts and again every
+``embed_every`` frames, all due faces of a frame in one batch, and its identity is the majority of
+its last ``votes`` embeddings' decisions (by default the latest one).
 ``recognize_frame`` is the straightforward loop (full-frame MTCNN, every face embedded, no
 tracking) that ``bench/realtime_fps.py`` compares with.
 """

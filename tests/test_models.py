@@ -101,6 +101,9 @@ def test_round_mantissa_matches_float_rounding(bits):
     if bits < 10:
         low = y.view(torch.int16) & ((1 << (10 - bits)) - 1)
         assert int(low[normal].abs().max()) == 0
+    edge = torch.tensor([65504.0, -65504.0, float("inf"), float("-inf"), float("nan")]).half()
+    kept = round_mantissa(edge, bits)
+    assert torch.isfinite(kept[:2]).all() and torch.equal(kept[2:4], edge[2:4]) and kept[4].isnan()
     with pytest.raises(ValueError, match="1..10"):
         round_mantissa(x, 11)
     with pytest.raises(TypeError, match="fp16"):
