@@ -167,7 +167,7 @@ def round_mantissa(t: torch.Tensor, bits: int) -> torch.Tensor:
     u = t.view(torch.int16).to(torch.int32) & 0xFFFF  # the raw bit pattern, unsigned
     u = (u + (1 << (drop - 1)) - 1 + ((u >> drop) & 1)) & ~((1 << drop) - 1)  # sign-magnitude: carries are right
     r = (u - ((u >> 15) << 16)).to(torch.int16).view(torch.float16)
-    return torch.where(torch.isfinite(r) | ~torch.isfinite(t), r, t).where(torch.isfinite(t), t)  # no new inf/nan
+    return torch.where(torch.isfinite(t) & torch.isfinite(r), r, t)  # inf/nan stay, no value overflows to inf
 
 
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, meta: dict, half: bool = False,
