@@ -17,6 +17,13 @@ def data_root() -> Path:
     return Path(env).expanduser().resolve() if env else (PROJECT_ROOT.parent / "shared" / "data").resolve()
 
 
+def work_root() -> Path:
+    """``$FACECORE_WORK``, or ``../facecore-data`` beside the project root: large staged training sets,
+    their aligned crops and long training runs, kept outside the project."""
+    env = os.environ.get("FACECORE_WORK")
+    return Path(env).expanduser().resolve() if env else (PROJECT_ROOT.parent / "facecore-data").resolve()
+
+
 def data_path(*parts: str, must_exist: bool = True) -> Path:
     """A path inside the data root; raises DataMissingError naming what to do when it is absent."""
     p = data_root().joinpath(*parts)

@@ -4,8 +4,9 @@
 
 Profiles live in ``notebooks/profiles/<name>.yaml``: a list of stages, each a notebook executed by
 papermill into ``runs/<profile>/`` (git-ignored) with its parameters, or a command. ``${DATA}`` in
-a value is the data root (``$FACECORE_DATA``, default ``../shared/data``), ``${RUNS}`` the profile's
-run folder. Before anything runs, every stage's ``requires`` (paths under the data root) is
+a value is the data root (``$FACECORE_DATA``, default ``../shared/data``), ``${WORK}`` the folder for
+large staged sets and long runs outside the project (``$FACECORE_WORK``, default ``../facecore-data``),
+``${RUNS}`` the profile's run folder. Before anything runs, every stage's ``requires`` (paths under the data root) is
 checked, and all that is missing is named at once.
 """
 from __future__ import annotations
@@ -17,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from .paths import PROJECT_ROOT, data_root
+from .paths import PROJECT_ROOT, data_root, work_root
 
 PROFILES_DIR = PROJECT_ROOT / "notebooks" / "profiles"
 
@@ -27,7 +28,7 @@ def list_profiles() -> list[str]:
 
 
 def load_profile(name: str) -> list[dict]:
-    """The stages of a profile, with ``${DATA}`` and ``${RUNS}`` substituted."""
+    """The stages of a profile, with ``${DATA}``, ``${WORK}`` and ``${RUNS}`` substituted."""
     import yaml
 
     path = PROFILES_DIR / f"{name}.yaml"
@@ -35,7 +36,7 @@ def load_profile(name: str) -> list[dict]:
         raise SystemExit(f"unknown profile {name!r}; valid profiles: {', '.join(list_profiles())}")
     spec = yaml.safe_load(path.read_text()) or {}
     runs = PROJECT_ROOT / "runs" / name
-    subst = {"${DATA}": str(data_root()), "${RUNS}": str(runs)}
+    subst = {"${DATA}": str(data_root()), "${RUNS}": str(runs), "${WORK}": str(work_root())}
 
     def fill(v):
         if isinstance(v, str):
