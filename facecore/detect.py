@@ -27,13 +27,19 @@ class Detection:
     boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
     scores: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.float32))
     landmarks: np.ndarray = field(default_factory=lambda: np.zeros((0, 5, 2), np.float32))
+    padded: bool = False  # found by the retry on the padded image (coordinates are the original's)
 
     def __len__(self) -> int:
         return len(self.scores)
 
     def scaled(self, factor: float) -> "Detection":
         """The same detection in an image resized by ``1 / factor`` (coordinates times factor)."""
-        return Detection(self.boxes * factor, self.scores.copy(), self.landmarks * factor)
+        return Detection(self.boxes * factor, self.scores.copy(), self.landmarks * factor, self.padded)
+
+    def shifted(self, dx: float, dy: float) -> "Detection":
+        """The same detection with ``(dx, dy)`` added to every box corner and landmark."""
+        d = np.array([dx, dy], np.float32)
+        return Detection(self.boxes + np.tile(d, 2), self.scores.copy(), self.landmarks + d, self.padded)
 
 
 def select_face(det: Detection, image_hw: tuple[int, int], rule: str = "center_largest") -> int:
@@ -101,12 +107,31 @@ def _min_nms(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> np.ndar
     return np.asarray(keep, dtype=np.int64)
 
 
+PAD_MODES = ("constant", "edge")
+
+
+def pad_image(img: np.ndarray, frac: float, mode: str = "constant") -> tuple[np.ndarray, int]:
+    """``img`` with a border of ``round(frac * shorter side)`` px on every side (black or edge-replicated)."""
+    if mode not in PAD_MODES:
+        raise ValueError(f"pad_mode must be one of {PAD_MODES}, got {mode!r}")
+    p = int(round(frac * min(img.shape[:2])))
+    return np.pad(img, ((p, p), (p, p), (0, 0)), mode=mode), p
+
+
 class FaceDetector:
-    """Batched MTCNN. ``detect(images)`` takes a list of HxWx3 uint8 RGB arrays of any sizes."""
+    """Batched MTCNN. ``detect(images)`` takes a list of HxWx3 uint8 RGB arrays of any sizes.
+
+    ``pad_frac`` > 0: an image where no face is found is searched once more with a border of that
+    share of its shorter side (``pad_mode``: ``constant`` black or ``edge`` replicated), which finds
+    faces in photos cropped tightly around them; such detections have ``padded=True``.
+    """
+
+    name = "mtcnn"
 
     def __init__(self, device: str = "cpu", min_face_size: float = 20.0,
                  thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7), factor: float = 0.709,
-                 max_side: int = 1024, min_face_frac: float = 0.0):
+                 max_side: int = 1024, min_face_frac: float = 0.0, pad_frac: float = 0.25,
+                 pad_mode: str = "constant"):
         from facenet_pytorch.models.mtcnn import ONet, PNet, RNet  # shipped weights, no download
 
         self.device = torch.device(device)
@@ -120,6 +145,16 @@ class FaceDetector:
         # Faces smaller than this share of an image's shorter side are not looked for: a dataset
         # photo centres one subject, and skipping the finest pyramid levels is most of the speed.
         self.min_face_frac = float(min_face_frac)
+        if not (0 <= pad_frac <= 2) or pad_mode not in PAD_MODES:
+            raise ValueError(f"pad_frac must be in [0, 2] and pad_mode one of {PAD_MODES}, got {pad_frac!r}, {pad_mode!r}")
+        self.pad_frac, self.pad_mode = float(pad_frac), pad_mode
+
+    @property
+    def settings(self) -> dict:
+        """Everything that changes what is detected (the embedding caches key on it; not the device)."""
+        return {"min_face_size": self.min_face_size, "thresholds": list(self.thresholds), "factor": self.factor,
+                "max_side": self.max_side, "min_face_frac": self.min_face_frac, "pad_frac": self.pad_frac,
+                "pad_mode": self.pad_mode}
 
     # -- public -----------------------------------------------------------------------------
     @torch.inference_mode()
@@ -127,8 +162,20 @@ class FaceDetector:
         """Detect faces in each image; images are grouped by padded size and run in batches.
 
         Images whose longer side exceeds ``max_side`` are detected on a downscaled copy and the
-        results mapped back to the original coordinates.
+        results mapped back to the original coordinates. Images without a face are retried once with
+        a border (``pad_frac``), the results mapped back to the original coordinates.
         """
+        dets = self._detect_all(images, min_face_size)
+        missed = [i for i, d in enumerate(dets) if len(d) == 0]
+        if self.pad_frac > 0 and missed:
+            padded = [pad_image(images[i], self.pad_frac, self.pad_mode) for i in missed]
+            for i, (_, p), det in zip(missed, padded, self._detect_all([im for im, _ in padded], min_face_size)):
+                if len(det):
+                    det.padded = True
+                    dets[i] = det.shifted(-p, -p)
+        return dets
+
+    def _detect_all(self, images: list[np.ndarray], min_face_size: float | None) -> list[Detection]:
         dets: list[Detection | None] = [None] * len(images)
         groups: dict[tuple[int, int], list[tuple[int, np.ndarray, float]]] = {}
         for i, img in enumerate(images):

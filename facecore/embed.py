@@ -1,15 +1,18 @@
 """Photos -> embeddings: detect -> align -> embed, batched, with an on-disk cache.
 
 The same function serves the notebooks, evaluation and realtime.py's gallery. The cache holds one
-small ``.npy`` per (model, alignment settings, file contents), so a changed photo or a retrained
-model is recomputed and nothing else is.
+small ``.npz`` per (model, detector name and settings, alignment settings, file contents), so a changed
+photo, detector setting or a retrained model is recomputed and nothing else is. An unreadable cache
+entry is a miss (recomputed, with a warning naming the file); ``prune_cache`` drops the entries of
+files no longer asked for.
 """
 from __future__ import annotations
 
 import hashlib
 import io
 import os
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +30,8 @@ class EmbeddedFiles:
     embeddings: np.ndarray
     status: list[str]
     n_faces: list[int]
+    cache_keys: list[str | None] = field(default_factory=list)  # content digests (None: not cached)
+    padded: list[bool] = field(default_factory=list)  # the face was found by the padded retry
 
     @property
     def ok(self) -> np.ndarray:
@@ -53,40 +58,59 @@ def file_key(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+def cache_tag(embedder: Embedder, detector, aligned: bool, select: str, flip: bool) -> str:
+    """The cache sub-folder of one (model, detector name + settings, selection, flip) combination."""
+    from .detectors import detector_key
+
+    how = "aligned" if aligned else f"{detector_key(detector)}-{select}"
+    return f"{model_key(embedder)}-{how}-{int(flip)}"
+
+
+def _read_entry(cp: Path) -> tuple[str, int, np.ndarray] | None:
+    """(status, n_faces, embedding) of a cache entry; None (with a warning) when it is unreadable."""
+    try:
+        with np.load(cp) as z:
+            return str(z["status"]), int(z["n_faces"]), np.asarray(z["emb"], np.float32)
+    except Exception as e:  # noqa: BLE001 - any damage (BadZipFile, truncation, bad pickle) is a miss
+        warnings.warn(f"embedding cache entry {cp} is unreadable ({type(e).__name__}); recomputing it", UserWarning)
+        return None
+
+
 def embed_files(paths: list[str | os.PathLike], embedder: Embedder, detector=None,
                 cache_dir: str | os.PathLike | None = None, flip: bool = True, batch_size: int = 32,
                 select: str = "center_largest", aligned: bool = False, progress: bool = True) -> EmbeddedFiles:
     """Embed the one selected face of each photo (detect -> align -> embed).
 
+    ``detector``: a detector object, a registered name (``facecore.detectors``) or None (MTCNN).
     ``aligned=True`` takes the files as already-aligned crops (e.g. ``align_folder`` output) and skips
     detection. With ``cache_dir``, embeddings are read from and written to the cache.
     """
     from tqdm.auto import tqdm
 
-    from .detect import FaceDetector
+    from .detectors import resolve_detector
 
     paths = [str(p) for p in paths]
     dim = int(embedder.meta.get("embedding_dim", 512))
     emb = np.full((len(paths), dim), np.nan, np.float32)
     status = [""] * len(paths)
     n_faces = [0] * len(paths)
-    tag = f"{model_key(embedder)}-{'a' if aligned else select}-{int(flip)}"
-    cdir = Path(cache_dir) / tag if cache_dir else None
+    padded = [False] * len(paths)
+    if not aligned:
+        detector = resolve_detector(detector, embedder.device)
+    cdir = Path(cache_dir) / cache_tag(embedder, detector, aligned, select, flip) if cache_dir else None
     keys: list[str | None] = [None] * len(paths)
     todo = []
     for i, p in enumerate(paths):
         if cdir is not None and os.path.exists(p):
             keys[i] = file_key(p)
             cp = cdir / keys[i][:2] / f"{keys[i]}.npz"
-            if cp.exists():
-                z = np.load(cp)
-                status[i], n_faces[i] = str(z["status"]), int(z["n_faces"])
+            entry = _read_entry(cp) if cp.exists() else None
+            if entry is not None:
+                status[i], n_faces[i] = entry[0], entry[1]
                 if status[i] == OK:
-                    emb[i] = z["emb"]
+                    emb[i] = entry[2]
                 continue
         todo.append(i)
-    if todo and not aligned and detector is None:
-        detector = FaceDetector(device=embedder.device)
     for start in tqdm(range(0, len(todo), batch_size), desc="embed", unit="batch", disable=not progress or not todo):
         idx = todo[start:start + batch_size]
         imgs = [load_rgb(paths[i]) for i in idx]
@@ -103,6 +127,7 @@ def embed_files(paths: list[str | os.PathLike], embedder: Embedder, detector=Non
                 if f:
                     crops[j] = f[0].crop
                     n_faces[idx[j]] = f[0].n_faces
+                    padded[idx[j]] = f[0].padded
         have = [j for j in range(len(idx)) if crops[j] is not None]
         if have:
             e = embedder.embed(np.stack([crops[j] for j in have]), flip=flip)
@@ -117,7 +142,25 @@ def embed_files(paths: list[str | os.PathLike], embedder: Embedder, detector=Non
                 buf = io.BytesIO()
                 np.savez(buf, emb=emb[i], status=np.array(status[i]), n_faces=np.array(n_faces[i]))
                 atomic_write_bytes(cdir / keys[i][:2] / f"{keys[i]}.npz", buf.getvalue())
-    return EmbeddedFiles(paths, emb, status, n_faces)
+    return EmbeddedFiles(paths, emb, status, n_faces, keys, padded)
+
+
+def prune_cache(cache_dir: str | os.PathLike, keep: list[str | None] | set[str]) -> list[Path]:
+    """Delete the cache entries (of every model and setting) whose content key is not in ``keep``.
+
+    For caches that serve one set of files, e.g. the gallery's: photos removed or replaced leave
+    entries nobody will read again. Returns the deleted paths.
+    """
+    keep = {k for k in keep if k}
+    gone = []
+    root = Path(cache_dir)
+    if not root.is_dir():
+        return gone
+    for cp in root.glob("*/*/*.npz"):
+        if cp.stem not in keep:
+            cp.unlink(missing_ok=True)
+            gone.append(cp)
+    return gone
 
 
 def _fit(rgb: np.ndarray, size: int) -> np.ndarray:

@@ -66,20 +66,26 @@ def random_baseline(seed: int = 0, device: str = "cpu"):
 
 
 def evaluate_embedder(embedder, root: str | os.PathLike, split: IdSplit, fprs, aligned: bool,
-                      cache_dir: str | os.PathLike | None = None, device: str = "cpu", progress: bool = True) -> dict:
+                      cache_dir: str | os.PathLike | None = None, device: str = "cpu", progress: bool = True,
+                      detector=None) -> dict:
     """Embed the split's photos (cached) and compute the streaming identification rate.
 
     Photos that fail to load or (``aligned=False``) have no detected face are left out; the result
-    says how many (``failed_query``, ``failed_distractors``).
+    says how many (``failed_query``, ``failed_distractors``). ``detector``: a name or object
+    (``facecore.detectors``; default MTCNN).
     """
     from .embed import embed_files
     from .idrate import id_rate_streaming
 
     root = Path(root)
-    eq = embed_files([root / p for p in split.query_paths], embedder, cache_dir=cache_dir, aligned=aligned,
-                     progress=progress)
-    ed = embed_files([root / p for p in split.distractor_paths], embedder, cache_dir=cache_dir, aligned=aligned,
-                     progress=progress)
+    if not aligned:
+        from .detectors import resolve_detector
+
+        detector = resolve_detector(detector, embedder.device)  # one detector for both sets
+    eq = embed_files([root / p for p in split.query_paths], embedder, detector=detector, cache_dir=cache_dir,
+                     aligned=aligned, progress=progress)
+    ed = embed_files([root / p for p in split.distractor_paths], embedder, detector=detector, cache_dir=cache_dir,
+                     aligned=aligned, progress=progress)
     labels = np.asarray(split.query_labels)[eq.ok]
     res = id_rate_streaming(eq.embeddings[eq.ok], labels, ed.embeddings[ed.ok], fprs, device=device,
                             progress=progress)

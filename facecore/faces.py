@@ -7,7 +7,7 @@ from typing import Callable, Protocol
 import numpy as np
 
 from .align import warp_face
-from .detect import Detection, FaceDetector, select_face
+from .detect import Detection, select_face
 
 # A landmarker replaces MTCNN's 5 points: (image, boxes (N, 4)) -> landmarks (N, 5, 2).
 Landmarker = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -26,6 +26,7 @@ class AlignedFace:
     score: float
     landmarks: np.ndarray
     n_faces: int = 1
+    padded: bool = False  # found only by the detector's retry on the padded image
 
 
 def detect_align(images: list[np.ndarray], detector: _Detects, size: int = 112,
@@ -45,11 +46,15 @@ def detect_align(images: list[np.ndarray], detector: _Detects, size: int = 112,
         boxes = det.boxes[idx]
         lms = det.landmarks[idx] if landmarker is None else np.asarray(landmarker(img, boxes), np.float32)
         lms = np.round(lms.astype(np.float64), 2)
-        faces = [AlignedFace(warp_face(img, lm, size), np.round(b.astype(np.float64), 2), float(det.scores[i]), lm, len(det))
+        faces = [AlignedFace(warp_face(img, lm, size), np.round(b.astype(np.float64), 2), float(det.scores[i]), lm, len(det),
+                              bool(getattr(det, "padded", False)))
                  for i, b, lm in zip(idx, boxes, lms)]
         out.append(faces)
     return out
 
 
-def default_detector(device: str = "cpu", **kwargs) -> FaceDetector:
-    return FaceDetector(device=device, **kwargs)
+def default_detector(device: str = "cpu", **kwargs):
+    """MTCNN with facecore's defaults (``facecore.detectors.create_detector("mtcnn", ...)``)."""
+    from .detectors import create_detector
+
+    return create_detector("mtcnn", device=device, **kwargs)

@@ -1,8 +1,12 @@
 """Align a whole ``<identity>/<image>`` tree (CASIA-WebFace, LFW layout) into face crops.
 
 Resumable: each finished batch is appended to a journal (``.align_journal.csv``) in one write and
-fsynced; a rerun skips every file the journal names. Every crop and the final ``manifest.csv`` are
-written atomically (temporary file + rename), so a kill at any moment leaves no half-written file.
+fsynced, with each source's size and modification time; a rerun skips every file the journal names,
+except a source that changed since (size or mtime) and a face whose crop is missing, which are
+redone. Journals written before the size/mtime columns existed stay valid (their rows count as done
+while their crop exists). Every crop and the final ``manifest.csv`` are written atomically
+(temporary file + rename), so a kill at any moment leaves no half-written file; ``read_manifest``
+refuses a manifest damaged later (cut mid-row).
 """
 from __future__ import annotations
 
@@ -20,8 +24,10 @@ from .faces import Landmarker, detect_align
 from .files import NO_FACE, OK, UNREADABLE, LoadedImage, atomic_write_bytes, atomic_write_text, encode_jpeg, list_images, load_rgb
 
 LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
-COLUMNS = (["path", "output", "status", "message", "score", "n_faces", "width", "height", "x1", "y1", "x2", "y2"]
-           + [f"{n}_{a}" for n in LANDMARK_NAMES for a in ("x", "y")])
+OLD_COLUMNS = (["path", "output", "status", "message", "score", "n_faces", "width", "height", "x1", "y1", "x2", "y2"]
+               + [f"{n}_{a}" for n in LANDMARK_NAMES for a in ("x", "y")])  # journals/manifests before padded/size/mtime
+# padded: the face was found by the detector's retry on the padded image; src_size/src_mtime_ns: the source's stat
+COLUMNS = OLD_COLUMNS + ["padded", "src_size", "src_mtime_ns"]
 JOURNAL, MANIFEST, CONFIG = ".align_journal.csv", "manifest.csv", "align_config.json"
 
 
@@ -48,9 +54,31 @@ def _read_journal(path: Path) -> list[list[str]]:
     if lines and lines[-1] != "":
         lines = lines[:-1]  # the last line has no newline: a partial write
     for row in csv.reader(lines):
+        if len(row) == len(OLD_COLUMNS):
+            row = row + ["", "", ""]  # a row of an older journal: source stat unknown
         if len(row) == len(COLUMNS) and row[2] in (OK, NO_FACE, UNREADABLE):
             rows.append(row)
     return rows
+
+
+def _stat(path: Path) -> tuple[str, str]:
+    try:
+        st = path.stat()
+    except OSError:
+        return "", ""
+    return str(st.st_size), str(st.st_mtime_ns)
+
+
+def _still_valid(row: list[str], src: Path, dst: Path) -> bool:
+    """A journal row stands unless its source changed (size/mtime, when recorded) or its crop is gone."""
+    if row[-2] and _stat(src / row[0]) != (row[-2], row[-1]):
+        return False
+    return row[2] != OK or (dst / row[1]).is_file()
+
+
+def _last_per_path(rows: list[list[str]]) -> list[list[str]]:
+    """One row per source path, the latest (a redone file is journalled again)."""
+    return list({r[0]: r for r in rows}.values())
 
 
 def _rows_text(rows: list[list[str]]) -> str:
@@ -63,16 +91,17 @@ def _fmt(x: float, nd: int = 2) -> str:
     return f"{x:.{nd}f}"
 
 
-def _row(path: str, out: str, img: LoadedImage, faces) -> list[str]:
-    blank = [""] * (len(COLUMNS) - 8)
+def _row(path: str, out: str, img: LoadedImage, faces, stat: tuple[str, str]) -> list[str]:
+    blank = [""] * (len(OLD_COLUMNS) - 8)
     if img.status != OK:
-        return [path, "", UNREADABLE, " ".join(img.message.split()), "", "0", "", ""] + blank
+        return [path, "", UNREADABLE, " ".join(img.message.split()), "", "0", "", ""] + blank + ["0", *stat]
     if not faces:
-        return [path, "", NO_FACE, "no face detected", "", "0", str(img.width), str(img.height)] + blank
+        return [path, "", NO_FACE, "no face detected", "", "0", str(img.width), str(img.height)] + blank + ["0", *stat]
     f = faces[0]
     box = [_fmt(v * img.scale) for v in f.box]
     lms = [_fmt(v * img.scale) for v in f.landmarks.reshape(-1)]
-    return [path, out, OK, "", _fmt(f.score, 5), str(f.n_faces), str(img.width), str(img.height)] + box + lms
+    return ([path, out, OK, "", _fmt(f.score, 5), str(f.n_faces), str(img.width), str(img.height)] + box + lms
+            + [str(int(f.padded)), *stat])
 
 
 def _load(args: tuple[str, int]) -> LoadedImage:
@@ -82,7 +111,8 @@ def _load(args: tuple[str, int]) -> LoadedImage:
 def align_folder(src: str | os.PathLike, dst: str | os.PathLike, size: int = 112, device: str = "cpu",
                  batch_size: int = 16, num_workers: int = 1, select: str = "center_largest",
                  min_face_size: float = 20.0, min_face_frac: float = 0.2, max_side: int = 1024, landmarks: str | Landmarker = "mtcnn",
-                 quality: int = 95, limit: int | None = None, progress: bool = True) -> pd.DataFrame:
+                 quality: int = 95, limit: int | None = None, progress: bool = True, detector="mtcnn",
+                 pad_frac: float = 0.25) -> pd.DataFrame:
     """Mirror ``src`` into aligned ``size`` x ``size`` JPEG crops under ``dst`` and return the manifest.
 
     One face per image is kept (``select``, see ``facecore.detect.select_face``); faces smaller than
@@ -93,10 +123,13 @@ def align_folder(src: str | os.PathLike, dst: str | os.PathLike, size: int = 112
     the image size, the box and the 5 landmarks in the original image's pixels. ``landmarks="custom"``
     aligns with facecore's own landmark model on MTCNN's box. ``num_workers`` processes decode
     images (0: decode in this process). ``limit`` aligns only the first N files (sorted).
+    ``detector``: a registered name (``facecore.detectors``; ``mtcnn`` gets ``min_face_size``,
+    ``min_face_frac``, ``max_side`` and ``pad_frac``: faces missed are looked for again on the image
+    with a border of that share of its shorter side, ``padded`` in the manifest) or a detector object.
     """
     from tqdm.auto import tqdm
 
-    from .detect import FaceDetector
+    from .detectors import create_detector, detector_key
 
     src, dst = Path(src), Path(dst)
     if not src.is_dir():
@@ -104,14 +137,19 @@ def align_folder(src: str | os.PathLike, dst: str | os.PathLike, size: int = 112
     if dst.resolve() == src.resolve() or src.resolve() in dst.resolve().parents:
         raise ValueError(f"align_folder: destination {dst} must not be inside the source {src}")
     landmark_name = landmarks if isinstance(landmarks, str) else getattr(landmarks, "name", "callable")
+    if isinstance(detector, str):
+        detector = (create_detector("mtcnn", device=device, min_face_size=min_face_size, max_side=max_side,
+                                    min_face_frac=min_face_frac, pad_frac=pad_frac) if detector == "mtcnn"
+                    else create_detector(detector))
     config = {"size": size, "select": select, "min_face_size": min_face_size, "min_face_frac": min_face_frac,
               "max_side": max_side,
-              "landmarks": landmark_name, "quality": quality}
+              "landmarks": landmark_name, "quality": quality, "detector": detector_key(detector)}
     dst.mkdir(parents=True, exist_ok=True)
     cfg_path = dst / CONFIG
     if cfg_path.exists():
         old = json.loads(cfg_path.read_text())
-        diff = {k: (old.get(k), v) for k, v in config.items() if old.get(k) != v}
+        # keys an older facecore did not write (e.g. "detector") are not compared
+        diff = {k: (old.get(k), v) for k, v in config.items() if k in old and old.get(k) != v}
         if diff:
             raise ValueError(f"align_folder: {dst} was aligned with other settings {diff} (old, new); "
                              f"use a new destination folder or delete {dst}")
@@ -121,18 +159,18 @@ def align_folder(src: str | os.PathLike, dst: str | os.PathLike, size: int = 112
     paths = list_images(src)[:limit]
     names = output_names(paths)
     journal_path = dst / JOURNAL
-    done_rows = _read_journal(journal_path)
-    atomic_write_text(journal_path, _rows_text(done_rows))  # drop any partial last line
+    done_rows = [r for r in _last_per_path(_read_journal(journal_path)) if _still_valid(r, src, dst)]
+    atomic_write_text(journal_path, _rows_text(done_rows))  # drop any partial last line and stale rows
     done = {r[0] for r in done_rows}
     todo = [p for p in paths if p not in done]
 
     landmarker = _resolve_landmarker(landmarks, device)
-    detector = FaceDetector(device=device, min_face_size=min_face_size, max_side=max_side, min_face_frac=min_face_frac)
     bar = tqdm(total=len(paths), initial=len(paths) - len(todo), desc=f"align {src.name}", unit="img",
                disable=not progress)
     pool = mp.get_context("fork").Pool(num_workers) if num_workers > 0 and todo else None
     try:
         jobs = [(str(src / p), max_side) for p in todo]
+        stats = {p: _stat(src / p) for p in todo}  # before decoding: a change during the run is redone next time
         loaded = pool.imap(_load, jobs, chunksize=4) if pool else map(_load, jobs)
         with open(journal_path, "a", newline="") as journal:
             for start in range(0, len(todo), batch_size):
@@ -146,7 +184,7 @@ def align_folder(src: str | os.PathLike, dst: str | os.PathLike, size: int = 112
                     f = per_img.get(i, [])
                     if f:
                         atomic_write_bytes(dst / names[p], encode_jpeg(f[0].crop, quality))
-                    rows.append(_row(p, names[p], im, f))
+                    rows.append(_row(p, names[p], im, f, stats[p]))
                 journal.write(_rows_text(rows))
                 journal.flush()
                 os.fsync(journal.fileno())
@@ -160,7 +198,7 @@ def align_folder(src: str | os.PathLike, dst: str | os.PathLike, size: int = 112
 
 def write_manifest(dst: Path, paths: list[str] | None = None) -> pd.DataFrame:
     """Rewrite ``dst/manifest.csv`` (sorted by path) from the journal and return it."""
-    rows = _read_journal(dst / JOURNAL)
+    rows = _last_per_path(_read_journal(dst / JOURNAL))
     if paths is not None:
         keep = set(paths)
         rows = [r for r in rows if r[0] in keep]
@@ -170,11 +208,27 @@ def write_manifest(dst: Path, paths: list[str] | None = None) -> pd.DataFrame:
 
 
 def read_manifest(dst: str | os.PathLike) -> pd.DataFrame:
+    """The manifest of an aligned folder; a damaged one (cut mid-row, wrong fields) raises ValueError."""
     path = Path(dst) / MANIFEST
     if not path.exists():
         raise FileNotFoundError(f"{path} not found: run align_folder on this folder first")
+    _check_manifest(path)
     return pd.read_csv(path, dtype={"path": str, "output": str, "status": str, "message": str},
                        keep_default_na=False, na_values={c: [""] for c in COLUMNS[4:]})
+
+
+def _check_manifest(path: Path) -> None:
+    text = path.read_text()
+    fix = f"rerun align_folder on {path.parent} to rewrite it from the journal"
+    if not text.endswith("\n"):
+        raise ValueError(f"{path} is torn (its last row is cut short); {fix}")
+    rows = csv.reader(io.StringIO(text))
+    header = next(rows, [])
+    if header not in (COLUMNS, OLD_COLUMNS):
+        raise ValueError(f"{path}: header is not a facecore manifest's; {fix}")
+    for lineno, row in enumerate(rows, start=2):
+        if len(row) != len(header) or row[2] not in (OK, NO_FACE, UNREADABLE):
+            raise ValueError(f"{path}, line {lineno}: damaged row ({len(row)} of {len(header)} fields); {fix}")
 
 
 def summarize(manifest: pd.DataFrame) -> pd.DataFrame:

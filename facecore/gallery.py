@@ -4,7 +4,8 @@ Layouts (both may be mixed, and a name may use both): a folder per person,
 ``people_faces/<Name>/*.jpg|png|...``, or a flat file per person, ``people_faces/<Name>.jpg``.
 Hidden files are skipped. Each photo goes through the one embedding path
 (``facecore.embed.embed_files``: detect -> align -> embed, flip-averaged), cached on disk by model
-and file contents, so a rebuild embeds only new or changed photos. A person's photos are combined
+detector and file contents, so a rebuild embeds only new or changed photos; a damaged cache entry is
+recomputed (with a warning), and the entries of photos no longer in the gallery are deleted. A person's photos are combined
 into the mean of their unit embeddings, renormalised (a template); a query is matched to the
 person of highest cosine similarity. A photo with no face, an unreadable photo, or one with several
 faces (the centre-largest face is used) is reported by name as a warning, never an error.
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .embed import embed_files
+from .embed import embed_files, prune_cache
 from .files import IMAGE_EXTENSIONS, NO_FACE, OK, UNREADABLE
 from .models import Embedder
 from .paths import PROJECT_ROOT
@@ -76,12 +77,17 @@ def build_gallery(root: str | os.PathLike, embedder: Embedder, detector=None,
                   cache_dir: str | os.PathLike | None = DEFAULT_CACHE_DIR, progress: bool = False) -> Gallery:
     """Embed every person's photos (cached) and combine them into one template per person.
 
+    ``detector``: an object, a registered name or None (MTCNN, ``facecore.detectors``). The cache
+    (one folder per gallery: entries of photos not in ``root`` are deleted) is keyed by contents.
+
     Problems (no face, several faces, unreadable, a person with no usable photo, an empty
     gallery) are collected in ``Gallery.problems`` and issued as ``UserWarning``s.
     """
     people = find_people(root)
     paths = [p for photos in people.values() for p in photos]
     emb = embed_files(paths, embedder, detector=detector, cache_dir=cache_dir, flip=True, progress=progress)
+    if cache_dir is not None:
+        prune_cache(cache_dir, emb.cache_keys)  # photos removed or replaced since the last build
     names, templates, counts, problems = [], [], [], []
     row = 0
     for name, photos in people.items():

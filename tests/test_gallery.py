@@ -112,7 +112,11 @@ def test_build_templates_cache_and_problems(tmp_path, embedder, photos):
         calls.append(len(crops))
         return real_embed(crops, *a, **kw)
 
-    class NoDetector:
+    from facecore.detectors import create_detector
+
+    class NoDetector:  # the default detector's name and settings: the cache key matches, nothing is detected
+        name, settings = "mtcnn", create_detector("mtcnn").settings
+
         def detect(self, images):
             raise AssertionError("a cached photo was detected again")
 
