@@ -1,16 +1,21 @@
-# `make demo` and `make test` set everything up on a fresh machine (venv + requirements) and run.
+# `make demo` and `make test` set everything up on a fresh machine (venv + requirements + facecore,
+# installed editable) and run.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | cksum | cut -d' ' -f1)
 
 .PHONY: demo test smoke full bench clean-runs
 
-$(STAMP): requirements.txt
+$(STAMP): requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@echo "installing requirements.txt into $(VENV) (first run only) ..."
 	@$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements.txt 2>&1 | grep -v "is ignored: it is neither" || true
-	@$(PY) -c "import torch, facenet_pytorch, efficientnet_pytorch, cv2, papermill" || (echo "install failed"; exit 1)
+	@echo "installing facecore into $(VENV) (editable: notebooks, tests, benches and realtime.py import it from anywhere) ..."
+	@$(VENV)/bin/pip install -q --disable-pip-version-check --no-deps -e . 2>/dev/null \
+		|| $(VENV)/bin/pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@cd /tmp && $(abspath $(PY)) -c "import torch, facenet_pytorch, efficientnet_pytorch, cv2, papermill, facecore, config" \
+		|| (echo "install failed"; exit 1)
 	@rm -f $(VENV)/.installed-*; touch $(STAMP)
 
 demo: $(STAMP)

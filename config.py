@@ -1,7 +1,8 @@
 """Project configuration: the shipped models by name, and where data lives.
 
-``params`` maps a model name to its checkpoint (path relative to the project root). Every name here
-can be passed to ``realtime.py --model_name`` and is evaluated by ``notebooks/id-rate.ipynb``.
+``params`` maps a model name to its checkpoint (path relative to the project root), ``sha256`` the
+name to the checkpoint's SHA-256; read both through ``shipped(name)``. Every name here can be passed
+to ``realtime.py --model_name`` and is evaluated by ``notebooks/id-rate.ipynb``.
 """
 from __future__ import annotations
 
@@ -19,15 +20,33 @@ params: dict[str, str] = {
     "ce-inceptionresnetv1-min20": "notebooks/ce-loss/ce-inceptionresnetv1-min20.pt",
 }
 
+# name -> SHA-256 of the checkpoint file: checked whenever a shipped model is loaded
+# (facecore.zoo.verify_shipped). Exporting over a shipped file (facecore.shipping.finalize_run) rewrites
+# its line here; tests/test_zoo.py checks every file against it.
+sha256: dict[str, str] = {
+    "ce-efficientnet": "336e467833f32147a7be2a0e1f688f345516dab9c1e03ec2306622715eb5a717",
+    "arcface-efficientnet": "7eb90d74807714594afffecc9783aa2a82663e056f2bfb31caf1aa29020fae0a",
+    "triplet-efficientnet-min-val-loss": "5981451676c1e50cf4eca0f180f3a89b77bc8a39564aa47d5362bbadb6ba3bce",
+    "triplet-efficientnet-last-epoch": "eb3702e4692da561ed53c513314b6f0b5ac3351104a4ee4d2bf0599dc4c92e98",
+    "ce-inceptionresnetv1-min10": "655db2c1f34efa2a838e462e0184bd52446e9dc4345d73e550931039e4ec6678",
+    "ce-inceptionresnetv1-min20": "07b3873e6f63516e87931a4b31f65386da094e431f07eddac429be2b0ca2b485",
+}
+
 # The model realtime.py uses when --model_name is not given: the best shipped model, with the highest
 # LFW accuracy (90.07 %) and identification rate at every FPR (README, "Evaluation": TPR@FPR=1e-3
 # 0.417 against 0.297 for ce-inceptionresnetv1-min20 and <= 0.216 for the EfficientNets).
 DEFAULT_MODEL: str | None = "ce-inceptionresnetv1-min10"
 
 
-def checkpoint_path(name: str) -> Path:
-    """Absolute checkpoint path of a shipped model; an unknown name lists the valid ones."""
+def shipped(name: str) -> tuple[Path, str | None]:
+    """(absolute checkpoint path, its recorded SHA-256) of a shipped model; an unknown name lists the
+    valid ones. The one reader of ``params``/``sha256``."""
     if name not in params:
         valid = ", ".join(sorted(params)) or "(none shipped yet)"
         raise KeyError(f"unknown model name {name!r}; valid names: {valid}")
-    return ROOT / params[name]
+    return ROOT / params[name], sha256.get(name)
+
+
+def checkpoint_path(name: str) -> Path:
+    """Absolute checkpoint path of a shipped model; an unknown name lists the valid ones."""
+    return shipped(name)[0]

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from .files import atomic_write_bytes, list_images
+from .preprocessing import to_tensor as _to_tensor
 
 
 @dataclass
@@ -47,6 +48,9 @@ def scan_identities(root: str | os.PathLike, min_images: int = 1, max_identities
         parts = p.split("/")
         if len(parts) >= 2:
             by_id.setdefault(parts[0], []).append(p)
+    if not by_id:
+        raise ValueError(f"no images in {root}: expected <identity>/<image> files (an aligned folder from "
+                         f"notebooks/face-detection-and-alignment.ipynb)")
     kept = sorted((k for k, v in by_id.items() if len(v) >= min_images), key=lambda k: (-len(by_id[k]), k))
     if max_identities:
         kept = kept[:max_identities]
@@ -76,12 +80,13 @@ def split_per_identity(fs: FaceSet, val_fraction: float = 0.1, seed: int = 0) ->
 def load_crops(fs: FaceSet, size: int, cache_dir: str | os.PathLike | None = None, progress: bool = True) -> np.ndarray:
     """All images of ``fs`` decoded once to a (N, size, size, 3) uint8 array, cached as ``.npy``.
 
-    Two CPU cores should not spend every epoch decoding JPEGs; the cache is keyed by the file list.
+    Two CPU cores should not spend every epoch decoding JPEGs; the cache is keyed by the files' paths,
+    sizes and modification times (``crops_key``), so changed crops are decoded again.
     """
     import cv2
     from tqdm.auto import tqdm
 
-    key = hashlib.sha1(("\n".join(fs.paths) + f"|{size}|{fs.root.resolve()}").encode()).hexdigest()[:16]
+    key = crops_key(fs, size)
     cache = Path(cache_dir) / f"crops-{size}-{key}.npy" if cache_dir else None
     if cache is not None and cache.exists():
         return np.load(cache, mmap_mode=None)
@@ -100,12 +105,19 @@ def load_crops(fs: FaceSet, size: int, cache_dir: str | os.PathLike | None = Non
     return out
 
 
+def crops_key(fs: FaceSet, size: int) -> str:
+    """Cache key of ``load_crops``: the crop size, root, and every file's path, size and mtime (stat only)."""
+    h = hashlib.sha1(f"{size}|{fs.root.resolve()}".encode())
+    for p in fs.paths:
+        st = os.stat(fs.root / p)
+        h.update(f"\n{p}|{st.st_size}|{st.st_mtime_ns}".encode())
+    return h.hexdigest()[:16]
+
+
 def to_tensor(crops: np.ndarray, input_size: int) -> torch.Tensor:
-    """uint8 (N, H, W, 3) -> float (N, 3, S, S) in [-1, 1] (the checkpoints' normalisation)."""
-    x = torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
-    if x.shape[-1] != input_size:
-        x = F.interpolate(x, size=(input_size, input_size), mode="bilinear", antialias=True, align_corners=False)
-    return x.contiguous(memory_format=torch.channels_last)
+    """uint8 (N, H, W, 3) -> channels-last float (N, 3, S, S) in [-1, 1] (``preprocessing.to_tensor``
+    with the checkpoints' default normalisation)."""
+    return _to_tensor(crops, input_size, channels_last=True)
 
 
 def augment(x: torch.Tensor, generator: torch.Generator, flip: bool = True, max_shift: float = 0.06,

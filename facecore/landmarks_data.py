@@ -253,7 +253,7 @@ class LandmarkDataset:
 
 
 def to_tensor(crops: np.ndarray):
-    """uint8 (N, S, S, 3) RGB crops -> float (N, 3, S, S) in [-1, 1]."""
-    import torch
+    """uint8 (N, S, S, 3) RGB crops -> float (N, 3, S, S) in [-1, 1] (``preprocessing.to_tensor``)."""
+    from .preprocessing import to_tensor as _to_tensor
 
-    return torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+    return _to_tensor(crops)

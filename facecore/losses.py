@@ -2,6 +2,13 @@
 
 Losses with class centres (``ce``, ``arcface``) own them as parameters and expose
 ``logits(embeddings)`` for classification accuracy. Embeddings are the models' unit vectors.
+
+Each loss class declares what training needs from it, so the trainer never checks names:
+
+- ``centres_key``: state-dict key of its class centres (``None``: no centres; only losses with
+  centres are built with ``embedding_dim``/``num_classes``, and warm-starting copies this key);
+- ``sampler``: ``"shuffled"`` (batches of a shuffled pass) or ``"pk"`` (P identities x K images);
+- ``weight_decay``: whether its own parameters take the optimiser's weight decay.
 """
 from __future__ import annotations
 
@@ -26,11 +33,28 @@ def list_losses() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def create_loss(name: str, **kwargs: Any) -> nn.Module:
-    """A loss from the registry; ``num_classes``/``embedding_dim`` for losses with class centres."""
+def loss_class(name: str) -> type:
+    """The registered class of a loss name; an unknown name lists the valid ones."""
     if name not in _REGISTRY:
         raise ValueError(f"unknown loss {name!r}; valid names: {', '.join(list_losses())}")
-    return _REGISTRY[name](**kwargs)
+    return _REGISTRY[name]
+
+
+def create_loss(name: str, **kwargs: Any) -> nn.Module:
+    """A loss from the registry; ``num_classes``/``embedding_dim`` for losses with class centres."""
+    return loss_class(name)(**kwargs)
+
+
+def build_loss(name: str, kwargs: dict, embedding_dim: int, num_classes: int) -> nn.Module:
+    """A loss for a training run: losses with class centres also get the embedding size and class count."""
+    if loss_class(name).centres_key is not None:
+        kwargs = {**kwargs, "embedding_dim": embedding_dim, "num_classes": num_classes}
+    return create_loss(name, **kwargs)
+
+
+def centres_keys() -> set[str]:
+    """The class-centre keys of every registered loss (to find centres in any run's loss state)."""
+    return {c.centres_key for c in _REGISTRY.values() if c.centres_key is not None}
 
 
 @register_loss("ce")
@@ -41,7 +65,7 @@ class CrossEntropyLoss(nn.Module):
     ``scale`` gives them room, and the classifier stays an ordinary unconstrained one.
     """
 
-    has_centres = True
+    has_centres, centres_key, sampler, weight_decay = True, "fc.weight", "shuffled", True
 
     def __init__(self, embedding_dim: int, num_classes: int, scale: float = 16.0):
         super().__init__()
@@ -68,7 +92,7 @@ class ArcFaceLoss(nn.Module):
     discrimination); starting as NormFace avoids it. The step count is a buffer, so it resumes.
     """
 
-    has_centres = True
+    has_centres, centres_key, sampler = True, "centres", "shuffled"
     weight_decay = False  # decay would only shrink the normalised centres (raising their step size)
 
     def __init__(self, embedding_dim: int, num_classes: int, scale: float = 32.0, margin_rad: float = 0.5,
@@ -121,7 +145,7 @@ class TripletLoss(nn.Module):
     (FaceNet's rule; the hardest negative when none is). Distances are Euclidean between unit vectors.
     """
 
-    has_centres = False
+    has_centres, centres_key, sampler, weight_decay = False, None, "pk", True
 
     def __init__(self, margin: float = 0.2, mining: str = "batch_hard", **_: Any):
         super().__init__()

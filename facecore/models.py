@@ -2,14 +2,13 @@
 
 ``create_model("efficientnet-b0", embedding_dim=512)`` returns a module mapping a normalised
 ``(N, 3, S, S)`` batch to L2-normalised ``(N, D)`` embeddings. A checkpoint stores the weights and
-everything needed to use them (architecture, embedding size, input size, normalisation, alignment
-template, classes, training config, metrics), and loads with ``torch.load(weights_only=True)``.
+everything needed to use them (architecture, embedding size, input size, normalisation,
+alignment crop size, classes, training config, metrics; see ``facecore.checkpoint``), and loads with
+``torch.load(weights_only=True)``.
 """
 from __future__ import annotations
 
-import io
 import os
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -19,11 +18,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .align import template
-from .files import atomic_write_bytes
+# Checkpoint I/O lives in facecore.checkpoint; re-exported here for the modules that import it from models.
+from .checkpoint import (CHECKPOINT_FORMAT, checkpoint_bytes, checkpoint_meta, float_state_dict,  # noqa: F401
+                         is_compressed, load_weights, read_checkpoint, round_mantissa, save_checkpoint,
+                         write_checkpoint)
+from .preprocessing import MEAN, STD, meta_to_tensor, to_tensor
 
-CHECKPOINT_FORMAT = "facecore-checkpoint-v1"
-MEAN, STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)  # (x/255 - 0.5) / 0.5, as facenet-pytorch does
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 
 
@@ -99,13 +99,9 @@ def default_input_size(name: str) -> int:
 
 
 def preprocess(crops: np.ndarray, input_size: int, mean=MEAN, std=STD) -> torch.Tensor:
-    """uint8 (N, H, W, 3) RGB aligned crops -> normalised float (N, 3, S, S) tensor."""
-    x = torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float().div_(255)
-    if x.shape[-1] != input_size or x.shape[-2] != input_size:
-        x = F.interpolate(x, size=(input_size, input_size), mode="bilinear", antialias=True, align_corners=False)
-    m = torch.tensor(mean).view(1, 3, 1, 1)
-    s = torch.tensor(std).view(1, 3, 1, 1)
-    return (x - m) / s
+    """uint8 (N, H, W, 3) RGB aligned crops -> normalised float (N, 3, S, S) tensor
+    (``facecore.preprocessing.to_tensor``)."""
+    return to_tensor(crops, input_size, mean, std)
 
 
 @dataclass
@@ -130,8 +126,7 @@ class Embedder:
         self.model.eval()
         out = []
         for i in range(0, len(crops), batch_size):
-            x = preprocess(crops[i:i + batch_size], self.input_size, self.meta.get("mean", MEAN),
-                           self.meta.get("std", STD)).to(self.device)
+            x = meta_to_tensor(crops[i:i + batch_size], self.meta).to(self.device)
             x = x.contiguous(memory_format=torch.channels_last)
             e = self.model(x)
             if flip:
@@ -142,99 +137,45 @@ class Embedder:
         return np.concatenate(out).astype(np.float32)
 
 
-def checkpoint_meta(arch: str, embedding_dim: int, input_size: int, classes: list[str] | None = None,
-                    config: dict | None = None, metrics: dict | None = None, align_size: int = 112) -> dict:
-    """The description stored beside the weights in every checkpoint."""
-    return {"format": CHECKPOINT_FORMAT, "arch": arch, "embedding_dim": int(embedding_dim),
-            "input_size": int(input_size), "align_size": int(align_size), "mean": list(MEAN), "std": list(STD),
-            "template": template(align_size).tolist(), "classes": list(classes or []),
-            "config": dict(config or {}), "metrics": dict(metrics or {})}
-
-
-def round_mantissa(t: torch.Tensor, bits: int) -> torch.Tensor:
-    """fp16 values rounded (to nearest, ties to even) to ``bits`` of fp16's 10 mantissa bits.
-
-    The result is still an fp16 tensor; its zeroed low bits let the deflated checkpoint shrink (9 bits:
-    about 6 % smaller, relative error <= 2**-10 on normal numbers, half an fp16 step more than fp16's own).
-    """
-    if t.dtype != torch.float16:
-        raise TypeError(f"round_mantissa needs an fp16 tensor, got {t.dtype}")
-    if not 1 <= bits <= 10:
-        raise ValueError(f"mantissa bits must be in 1..10, got {bits}")
-    drop = 10 - bits
-    if drop == 0:
-        return t
-    u = t.view(torch.int16).to(torch.int32) & 0xFFFF  # the raw bit pattern, unsigned
-    u = (u + (1 << (drop - 1)) - 1 + ((u >> drop) & 1)) & ~((1 << drop) - 1)  # sign-magnitude: carries are right
-    r = (u - ((u >> 15) << 16)).to(torch.int16).view(torch.float16)
-    return torch.where(torch.isfinite(t) & torch.isfinite(r), r, t)  # inf/nan stay, no value overflows to inf
-
-
-def save_checkpoint(path: str | os.PathLike, model: nn.Module, meta: dict, half: bool = False,
-                    extra: dict | None = None, mantissa_bits: int = 10) -> None:
-    """Write weights + meta atomically; ``half`` stores fp16 weights (for shipping), deflated, with
-    ``mantissa_bits`` of fp16's 10 kept."""
-    sd = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu().contiguous()
-          for k, v in _unwrap(model).state_dict().items()}
-    if half and mantissa_bits != 10:
-        sd = {k: round_mantissa(v, mantissa_bits) if v.dtype == torch.float16 else v for k, v in sd.items()}
-    blob = {"meta": meta, "state_dict": sd, **(extra or {})}
-    write_checkpoint(path, blob, compress=half)
-
-
-def checkpoint_bytes(blob: dict, compress: bool = False) -> bytes:
-    """``torch.save`` bytes of ``blob``; ``compress`` deflates the zip records (lossless, about 9 %
-    smaller for fp16 weights; ``torch.load`` reads them as usual, only ``mmap=True`` needs stored ones)."""
-    buf = io.BytesIO()
-    torch.save(blob, buf)
-    if not compress:
-        return buf.getvalue()
-    out = io.BytesIO()
-    with zipfile.ZipFile(buf) as src, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as dst:
-        for info in src.infolist():  # fixed timestamps: the same checkpoint always gives the same bytes
-            dst.writestr(zipfile.ZipInfo(info.filename, (1980, 1, 1, 0, 0, 0)), src.read(info.filename),
-                         zipfile.ZIP_DEFLATED, 9)
-    return out.getvalue()
-
-
-def write_checkpoint(path: str | os.PathLike, blob: dict, compress: bool = False) -> None:
-    """Write a checkpoint dict atomically (see ``checkpoint_bytes``)."""
-    atomic_write_bytes(path, checkpoint_bytes(blob, compress))
-
-
-def is_compressed(path: str | os.PathLike) -> bool:
-    """Whether a checkpoint file's zip records are deflated."""
-    with zipfile.ZipFile(path) as z:
-        return any(i.compress_type != zipfile.ZIP_STORED for i in z.infolist())
-
-
-def read_checkpoint(path: str | os.PathLike) -> dict:
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"checkpoint {path} not found")
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise ValueError(f"{path} is not a readable facecore checkpoint ({type(e).__name__}: {e})") from e
-    if not isinstance(blob, dict) or blob.get("meta", {}).get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not a facecore checkpoint (no meta.format == {CHECKPOINT_FORMAT!r})")
-    return blob
-
-
-def float_state_dict(state_dict: dict) -> dict:
-    """A state dict with floating tensors as float32 (shipped weights are fp16)."""
-    return {k: v.float() if v.is_floating_point() else v for k, v in state_dict.items()}
-
-
 def load_embedder(path: str | os.PathLike, device: str = "cpu") -> Embedder:
-    """Rebuild the network a checkpoint describes, load its weights (as float32) and return it."""
+    """Rebuild the network a checkpoint describes, load its weights (as float32) and return it.
+
+    A shipped model (``config.params``) is first checked against its recorded SHA-256; every
+    checkpoint's zip CRCs are checked on reading; weights that do not fit the architecture named in
+    meta raise one line naming the file."""
+    from .zoo import verify_shipped
+
+    verify_shipped(path)
     blob = read_checkpoint(path)
     meta = blob["meta"]
     model = create_model(meta["arch"], embedding_dim=meta["embedding_dim"])
-    model.load_state_dict(float_state_dict(blob["state_dict"]))
+    load_weights(model, blob["state_dict"], path)
     model = model.to(device, memory_format=torch.channels_last).eval()
     return Embedder(model, meta, device)
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
-    return model.module if hasattr(model, "module") else model
+@torch.no_grad()
+def recalibrate_bn(model: torch.nn.Module, batches: list[torch.Tensor]) -> None:
+    """Recompute BatchNorm running statistics as exact averages over ``batches`` ("precise BN").
+
+    Momentum-averaged statistics lag the weights (badly so with efficientnet-pytorch's TF-style
+    momentum, and early in training), and eval-mode embeddings can collapse to a constant; this
+    makes eval mode see the current network.
+    """
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not bns or not batches:
+        return
+    was_training = model.training
+    saved = [m.momentum for m in bns]
+    model.train()
+    for m in model.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.eval()
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average
+    for x in batches:
+        model(x)
+    for m, mom in zip(bns, saved):
+        m.momentum = mom
+    model.train(was_training)

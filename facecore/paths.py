@@ -1,4 +1,4 @@
-"""Where the project, its data and its outputs live."""
+"""Where the project, its data and its outputs live (the base layer: imports nothing from facecore)."""
 from __future__ import annotations
 
 import os
@@ -9,6 +9,12 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 class DataMissingError(FileNotFoundError):
     """A data set the caller needs is not on this machine."""
+
+
+def project_path(p: str | os.PathLike) -> Path:
+    """A path relative to the project root (absolute paths pass through)."""
+    p = Path(p).expanduser()
+    return p if p.is_absolute() else PROJECT_ROOT / p
 
 
 def data_root() -> Path:

@@ -62,7 +62,87 @@ def missing_data(stages: list[dict]) -> list[str]:
                    for r in s.get("requires", []) if not (root / r).exists()})
 
 
+def notebook_parameters(notebook: str | os.PathLike) -> dict[str, tuple[str, object]]:
+    """NAME -> (declared type, default) of a notebook's ``parameters`` cell (annotated literals)."""
+    import ast
+    import json
+
+    path = PROJECT_ROOT / notebook
+    cells = json.loads(path.read_text())["cells"]
+    cell = next((c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])), None)
+    if cell is None:
+        return {}
+    src = "\n".join(ln for ln in "".join(cell["source"]).splitlines() if not ln.lstrip().startswith(("%", "!")))
+    out: dict[str, tuple[str, object]] = {}
+    for node in ast.parse(src).body:
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
+            out[node.target.id] = (ast.unparse(node.annotation), _literal(node.value))
+        elif isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            value = _literal(node.value)
+            out[node.targets[0].id] = (type(value).__name__, value)
+    return out
+
+
+def _literal(node) -> object:
+    import ast
+
+    try:
+        return ast.literal_eval(node)
+    except ValueError:  # not a literal: its type is all that is known
+        return None
+
+
+_TYPES = {"int": (int,), "float": (float, int), "str": (str,), "bool": (bool,), "list": (list,), "dict": (dict,)}
+
+
+def check_value(name: str, raw: str, declared: str, default: object) -> object:
+    """``raw`` (YAML) as a value of the declared type; raises ValueError naming the parameter."""
+    import yaml
+
+    kinds = [k.strip() for k in declared.split("|")]
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as e:
+        raise ValueError(f"-p {name}={raw}: not a valid YAML value ({str(e).splitlines()[0]})") from None
+    if "str" in kinds and not isinstance(value, str) and value is not None:
+        return raw  # e.g. -p RUN_DIR=2024: a name, not a number
+    if "float" in kinds and isinstance(value, str):
+        try:
+            return float(value)  # YAML 1.1 reads 1e-3 as a string
+        except ValueError:
+            pass
+    allowed = tuple(t for k in kinds for t in _TYPES.get(k, ()))
+    if not allowed:
+        allowed = (type(default),)
+    ok = (value is None and "None" in kinds) or (isinstance(value, allowed)
+                                               and not (isinstance(value, bool) and bool not in allowed))
+    if not ok:
+        raise ValueError(f"-p {name}={raw}: {name} is declared {declared} (default {default!r}), "
+                         f"got {type(value).__name__} {value!r}")
+    return value
+
+
+def apply_overrides(stages: list[tuple[int, dict]], items: list[str]) -> None:
+    """Check ``NAME=VALUE`` items against the notebooks' parameters cells and add each to the
+    parameters of the stages whose notebook declares it; a bad item raises ValueError (one line)."""
+    declared = {i: notebook_parameters(s["notebook"]) for i, s in stages if "notebook" in s}
+    valid = sorted({n for d in declared.values() for n in d})
+    for item in items:
+        name, sep, raw = item.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise ValueError(f"-p expects NAME=VALUE, got {item!r}")
+        if name not in valid:
+            raise ValueError(f"-p {name}: no notebook of these stages has a parameter {name}; "
+                             f"valid: {', '.join(valid) or '(none)'}")
+        for i, s in stages:
+            if name in declared.get(i, {}):
+                s["parameters"] = {**s.get("parameters", {}), name: check_value(name, raw, *declared[i][name])}
+
+
 def run_stage(stage: dict, profile: str, index: int) -> None:
+    """Execute one stage; a notebook's executed copy is ``runs/<profile>/<index>-<name>.ipynb``, where
+    ``index`` is the stage's position in the whole profile."""
     runs = PROJECT_ROOT / "runs" / profile
     runs.mkdir(parents=True, exist_ok=True)
     if "notebook" in stage:
@@ -87,34 +167,28 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--list", action="store_true", help="list the profile's stages and exit")
     ap.add_argument("--dry-run", action="store_true", help="check data and print what would run")
     ap.add_argument("--param", "-p", action="append", default=[], metavar="NAME=VALUE",
-                    help="override a notebook parameter in every stage that has parameters (YAML value)")
+                    help="override a notebook parameter (YAML value, checked against the parameters cell) in "
+                         "the stages whose notebook declares it")
     args = ap.parse_args(argv)
-    stages = load_profile(args.profile)
-    overrides = {}
-    for item in args.param:
-        import yaml
-
-        if "=" not in item:
-            print(f"--param expects NAME=VALUE, got {item!r}", file=sys.stderr)
-            return 2
-        k, v = item.split("=", 1)
-        overrides[k.strip()] = yaml.safe_load(v)
-    for s in stages:
-        if "notebook" in s:
-            s["parameters"] = {**s.get("parameters", {}), **overrides}
+    stages = list(enumerate(load_profile(args.profile), 1))  # numbered by position in the whole profile
     if args.stages:
         wanted = [s.strip() for s in args.stages.split(",") if s.strip()]
-        unknown = set(wanted) - {s["name"] for s in stages}
+        unknown = set(wanted) - {s["name"] for _, s in stages}
         if unknown:
             print(f"unknown stage(s) {sorted(unknown)}; profile {args.profile} has: "
-                  f"{', '.join(s['name'] for s in stages)}", file=sys.stderr)
+                  f"{', '.join(s['name'] for _, s in stages)}", file=sys.stderr)
             return 2
-        stages = [s for s in stages if s["name"] in wanted]
+        stages = [(i, s) for i, s in stages if s["name"] in wanted]
+    try:
+        apply_overrides(stages, args.param)
+    except ValueError as e:
+        print(e, file=sys.stderr)
+        return 2
     if args.list:
-        for s in stages:
-            print(f"{s['name']:28s} {s.get('notebook') or ' '.join(s['command'])}")
+        for i, s in stages:
+            print(f"{i:2d} {s['name']:28s} {s.get('notebook') or ' '.join(s['command'])}")
         return 0
-    missing = missing_data(stages)
+    missing = missing_data([s for _, s in stages])
     if missing:
         print(f"profile {args.profile!r} needs data that is not on this machine:", file=sys.stderr)
         for m in missing:
@@ -123,8 +197,8 @@ def main(argv: list[str] | None = None) -> int:
               "section 'Data', says where to get each data set.", file=sys.stderr)
         return 2
     os.environ.setdefault("MPLBACKEND", "Agg")
-    for i, s in enumerate(stages, 1):
-        print(f"[{i}/{len(stages)}] {s['name']}" + (" (dry run)" if args.dry_run else ""), flush=True)
+    for n, (i, s) in enumerate(stages, 1):
+        print(f"[{n}/{len(stages)}] {s['name']}" + (" (dry run)" if args.dry_run else ""), flush=True)
         if not args.dry_run:
             t = time.time()
             run_stage(s, args.profile, i)

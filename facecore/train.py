@@ -1,10 +1,11 @@
 """One training loop for every loss and backbone: CPU or CUDA (mixed precision), resumable,
 DistributedDataParallel under ``torchrun`` (gloo on CPU, nccl on GPUs).
 
-Each epoch writes ``last.pt`` (full state: model, loss centres, optimiser, scheduler, history) and,
-when the validation loss improves, ``best.pt`` (an embedder checkpoint), both atomically; a rerun
-with the same ``out_dir`` resumes after the last finished epoch. ``history.csv`` and
-``curves.png`` follow each epoch.
+Each epoch writes ``last.pt`` (full state: model, loss centres, optimiser, scheduler, history, every
+random generator) and, when the validation loss improves, ``best.pt`` (an embedder checkpoint), both
+atomically; a rerun with the same ``out_dir`` resumes after the last finished epoch and continues
+exactly as an uninterrupted run would. ``history.csv`` and ``curves.png`` follow each epoch.
+What a loss needs (class count, a P x K sampler, weight decay) it declares itself (``facecore.losses``).
 """
 from __future__ import annotations
 
@@ -20,11 +21,15 @@ import pandas as pd
 import torch
 import torch.distributed as dist
 
+from .checkpoint import (checkpoint_meta, export_for_shipping, load_weights, read_checkpoint,  # noqa: F401
+                         save_checkpoint)
 from .data import PKSampler, augment, load_crops, scan_identities, shuffled_batches, split_per_identity, to_tensor
-from .files import atomic_write_text
-from .losses import create_loss
-from .models import (checkpoint_meta, create_model, default_input_size, float_state_dict, read_checkpoint,
-                     save_checkpoint)
+from .losses import build_loss
+from .models import create_model, default_input_size, recalibrate_bn  # noqa: F401 (re-export)
+from .paths import project_path
+from .preprocessing import ALIGN_SIZE, cache_crop_size
+from .runtime import autocast, dist_rank_world, set_threads, setup_distributed
+from .trainstate import restore_rng, rng_states, write_history
 from .validate import embedding_spread, evaluate_classifier, evaluate_pairs, lfw_eval
 
 
@@ -61,23 +66,6 @@ class TrainConfig:
     cpu_bf16: bool = False  # CPU training under bfloat16 autocast (~1.8x faster where the CPU has AVX512-BF16)
 
 
-def _dist() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def _setup_distributed(device: str) -> str:
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
-        backend = "nccl" if device.startswith("cuda") else "gloo"
-        dist.init_process_group(backend)
-        if device.startswith("cuda"):
-            local = int(os.environ.get("LOCAL_RANK", 0))
-            torch.cuda.set_device(local)
-            device = f"cuda:{local}"
-    return device
-
-
 class _Joint(torch.nn.Module):
     """Model + loss in one module, so DDP synchronises class centres too."""
 
@@ -90,13 +78,6 @@ class _Joint(torch.nn.Module):
         return self.loss(emb, y), emb
 
 
-def _autocast(device: str, cpu_bf16: bool):
-    """Mixed precision for the forward pass: float16 on CUDA, bfloat16 on the CPU when asked."""
-    if device.startswith("cuda"):
-        return torch.autocast("cuda")
-    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=cpu_bf16)
-
-
 def _lr_at(cfg: TrainConfig, step: float, total: float) -> float:
     warm = cfg.warmup_epochs / max(cfg.epochs, 1) * total
     if step < warm:
@@ -104,203 +85,239 @@ def _lr_at(cfg: TrainConfig, step: float, total: float) -> float:
     return 0.5 * cfg.lr * (1 + math.cos(math.pi * (step - warm) / max(total - warm, 1)))
 
 
+@dataclass
+class _Run:
+    """What one training run holds between epochs."""
+
+    cfg: TrainConfig
+    out: Path
+    device: str
+    rank: int
+    world: int
+    input_size: int
+    align_size: int
+    classes: list[str]
+    crops: np.ndarray
+    tr_rows: np.ndarray
+    tr_labels: np.ndarray
+    va_rows: np.ndarray
+    va_labels: np.ndarray
+    model: torch.nn.Module
+    loss_fn: torch.nn.Module
+    opt: torch.optim.Optimizer
+    ddp: torch.nn.Module = None
+    scaler: torch.amp.GradScaler = None
+    gen: torch.Generator = None
+    sampler: PKSampler | None = None
+    history: list[dict] = field(default_factory=list)
+    best_val: float = float("inf")
+    resumed_state: dict | None = None
+
+    def meta(self, metrics: dict) -> dict:
+        return checkpoint_meta(self.cfg.arch, self.cfg.embedding_dim, self.input_size, self.classes,
+                               asdict(self.cfg), metrics, align_size=self.align_size)
+
+
 def train(cfg: TrainConfig, out_dir: str | os.PathLike, device: str = "cpu", progress: bool = True) -> pd.DataFrame:
     """Train (or resume) a run in ``out_dir``; returns the per-epoch history."""
-    from tqdm.auto import tqdm
+    device = setup_distributed(device)
+    set_threads(cfg.num_threads)
+    run = _prepare(cfg, project_path(out_dir), device, progress)
+    for epoch in range(len(run.history), cfg.epochs):
+        t0 = time.time()
+        batches = _epoch_batches(run, epoch)
+        row = _train_epoch(run, epoch, batches, progress)
+        row["epoch_s"] = round(time.time() - t0, 1)
+        calib = [run.crops[run.tr_rows[b]] for b in batches[: cfg.bn_calibration_batches]]
+        recalibrate_bn(run.model, [to_tensor(c, run.input_size).to(device) for c in calib])
+        _end_epoch(run, epoch, row, progress)
+    return pd.DataFrame(run.history)
 
-    device = _setup_distributed(device)
-    rank, world = _dist()
-    if cfg.num_threads:
-        torch.set_num_threads(cfg.num_threads)
-    from .experiment import project_path
 
-    out = project_path(out_dir)
+def _prepare(cfg: TrainConfig, out: Path, device: str, progress: bool) -> _Run:
+    """Data, model, loss and optimiser of a run, resumed from ``out/last.pt`` or warm-started."""
+    rank, world = dist_rank_world()
     out.mkdir(parents=True, exist_ok=True)
     input_size = cfg.input_size or default_input_size(cfg.arch)
     fs = scan_identities(project_path(cfg.data_dir), cfg.min_images, cfg.max_identities)
+    if len(fs.classes) < 2:
+        raise ValueError(f"{fs.root}: training needs at least 2 identities with >= {cfg.min_images} images, "
+                         f"found {len(fs.classes)}; add identities or lower min_images")
     train_set, val_set = split_per_identity(fs, cfg.val_fraction, cfg.seed)
-    crops = load_crops(fs, 112 if input_size > 64 else 72, project_path(cfg.cache_dir), progress and rank == 0)
+    crops = load_crops(fs, cache_crop_size(input_size), project_path(cfg.cache_dir), progress and rank == 0)
     index = {p: i for i, p in enumerate(fs.paths)}
-    tr_rows = np.array([index[p] for p in train_set.paths])
-    va_rows = np.array([index[p] for p in val_set.paths])
-
     torch.manual_seed(cfg.seed)
     model = create_model(cfg.arch, embedding_dim=cfg.embedding_dim).to(device, memory_format=torch.channels_last)
-    loss_kwargs = dict(cfg.loss_kwargs)
-    if cfg.loss != "triplet":
-        loss_kwargs.update(embedding_dim=cfg.embedding_dim, num_classes=len(fs.classes))
-    loss_fn = create_loss(cfg.loss, **loss_kwargs).to(device)
-    joint = _Joint(model, loss_fn)
-    params = [{"params": model.parameters()},
-              {"params": loss_fn.parameters(), **({} if getattr(loss_fn, "weight_decay", True) else {"weight_decay": 0.0})}]
-    opt = (torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay, nesterov=True)
-           if cfg.optimizer == "sgd" else torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay))
-    history: list[dict] = []
-    start_epoch, best_val = 0, float("inf")
-    last_path = out / "last.pt"
-    if last_path.exists():
-        state = read_checkpoint(last_path)
-        stored = {**asdict(TrainConfig()), **state["meta"]["config"]}  # fields added since take defaults
-        if stored != asdict(cfg):
-            raise ValueError(f"{last_path} was written by another configuration; use a new output folder "
-                             f"or delete it to start again")
-        model.load_state_dict(state["state_dict"])
-        loss_fn.load_state_dict(state["loss_state"])
-        opt.load_state_dict(state["optimizer"])
-        history = json.loads(state["history_json"])
-        start_epoch, best_val = len(history), float(state["best_val"])
-        if rank == 0:
-            print(f"resuming {out} after epoch {start_epoch}")
+    loss_fn = build_loss(cfg.loss, dict(cfg.loss_kwargs), cfg.embedding_dim, len(fs.classes)).to(device)
+    run = _Run(cfg, out, device, rank, world, input_size, _image_side(fs.root / fs.paths[0]), fs.classes, crops,
+               np.array([index[p] for p in train_set.paths]), train_set.labels,
+               np.array([index[p] for p in val_set.paths]), val_set.labels, model, loss_fn,
+               _optimizer(cfg, model, loss_fn))
+    if (out / "last.pt").exists():
+        _resume(run, out / "last.pt")
     elif cfg.init_from:
         from .warmstart import warm_start
 
         note = warm_start(model, loss_fn, project_path(cfg.init_from), cfg.arch, cfg.embedding_dim, fs.classes)
         if rank == 0:
             print(f"starting from {note}")
-    ddp = torch.nn.parallel.DistributedDataParallel(joint) if world > 1 else joint
-    use_amp = device.startswith("cuda")
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    gen = torch.Generator().manual_seed(cfg.seed * 1000 + rank)
-    sampler = PKSampler(train_set.labels, cfg.p_identities, cfg.k_images, cfg.seed) if cfg.loss == "triplet" else None
-    meta = lambda metrics: checkpoint_meta(cfg.arch, cfg.embedding_dim, input_size, fs.classes, asdict(cfg), metrics)  # noqa: E731
-
-    for epoch in range(start_epoch, cfg.epochs):
-        t0 = time.time()
-        gen.manual_seed(cfg.seed * 100003 + epoch * 101 + rank)
-        if sampler is not None:
-            sampler.epoch = epoch
-            batches = list(sampler)
-        else:
-            batches = shuffled_batches(len(tr_rows), cfg.batch_size, cfg.seed, epoch)
-        if cfg.max_steps_per_epoch:
-            batches = batches[: cfg.max_steps_per_epoch]
-        batches = batches[: len(batches) // world * world] if world > 1 else batches
-        mine = batches[rank::world]
-        steps_per_epoch = len(batches) // world
-        ddp.train()
-        tot, n_seen, n_samples = 0.0, 0, 0
-        bar = tqdm(mine, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", disable=not progress or rank > 0, leave=False)
-        for step, b in enumerate(bar):
-            for g in opt.param_groups:
-                g["lr"] = _lr_at(cfg, epoch * steps_per_epoch + step, cfg.epochs * steps_per_epoch)
-            x = augment(to_tensor(crops[tr_rows[b]], input_size), gen).to(device)
-            y = torch.from_numpy(train_set.labels[b]).to(device)
-            with _autocast(device, cfg.cpu_bf16):
-                loss, _ = ddp(x, y)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-            tot += float(loss.detach()) * len(b)
-            n_seen += len(b)
-            bar.set_postfix(loss=f"{tot / n_seen:.3f}")
-        n_samples = n_seen
-        if world > 1:
-            t = torch.tensor([tot, n_seen], dtype=torch.float64)
-            dist.all_reduce(t)
-            tot, n_samples = float(t[0]), int(t[1])
-        row = {"epoch": epoch + 1, "train_loss": tot / max(n_samples, 1), "samples": n_samples,
-               "lr": opt.param_groups[0]["lr"], "epoch_s": round(time.time() - t0, 1)}
-        calib = [crops[tr_rows[b]] for b in batches[: cfg.bn_calibration_batches]]
-        recalibrate_bn(model, [to_tensor(c, input_size).to(device) for c in calib])
-        if rank == 0:
-            with_lfw = (epoch + 1) % max(cfg.lfw_every, 1) == 0 or epoch + 1 == cfg.epochs
-            row.update(_validate(cfg, model, loss_fn, crops, va_rows, val_set.labels, input_size, device, with_lfw))
-            history.append(row)
-            improved = row["val_loss"] < best_val
-            best_val = min(best_val, row["val_loss"])
-            extra = {"loss_state": loss_fn.state_dict(), "optimizer": opt.state_dict(),
-                     "history_json": json.dumps(history), "best_val": best_val}
-            if improved:
-                save_checkpoint(out / "best.pt", model, meta({**row, "selected": "min_val_loss"}))
-            save_checkpoint(last_path, model, meta({**row, "selected": "last_epoch"}), extra=extra)
-            write_history(history, out)
-            if progress:
-                print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
-        if world > 1:
-            dist.barrier()
-    return pd.DataFrame(history)
+    joint = _Joint(model, loss_fn)
+    run.ddp = torch.nn.parallel.DistributedDataParallel(joint) if world > 1 else joint
+    run.scaler = torch.amp.GradScaler("cuda", enabled=device.startswith("cuda"))
+    run.gen = torch.Generator().manual_seed(cfg.seed * 1000 + rank)
+    if getattr(loss_fn, "sampler", "shuffled") == "pk":
+        run.sampler = PKSampler(train_set.labels, cfg.p_identities, cfg.k_images, cfg.seed)
+    if run.resumed_state:
+        _restore_state(run, run.resumed_state)
+    return run
 
 
-@torch.no_grad()
-def recalibrate_bn(model: torch.nn.Module, batches: list[torch.Tensor]) -> None:
-    """Recompute BatchNorm running statistics as exact averages over ``batches`` ("precise BN").
-
-    Momentum-averaged statistics lag the weights (badly so with efficientnet-pytorch's TF-style
-    momentum, and early in training), and eval-mode embeddings can collapse to a constant; this
-    makes eval mode see the current network.
-    """
-    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    if not bns or not batches:
-        return
-    was_training = model.training
-    saved = [m.momentum for m in bns]
-    model.train()
-    for m in model.modules():
-        if isinstance(m, torch.nn.Dropout):
-            m.eval()
-    for m in bns:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative average
-    for x in batches:
-        model(x)
-    for m, mom in zip(bns, saved):
-        m.momentum = mom
-    model.train(was_training)
+def _restore_state(run: _Run, state: dict) -> None:
+    """The scaler and random generators of a ``last.pt``; one written before they were saved resumes
+    with fresh generators (as facecore did then), saying so."""
+    if state.get("scaler"):
+        run.scaler.load_state_dict(state["scaler"])
+    pos = restore_rng(state.get("rng"), run.rank, run.world, run.gen, run.device)
+    if pos is not None and run.sampler is not None:
+        run.sampler.epoch = int(pos)
+    if pos is None and not state.get("rng") and run.rank == 0:
+        print(f"{run.out / 'last.pt'} holds no random-generator state (written by an older facecore): resuming "
+              f"with fresh generators, so the result differs slightly from an uninterrupted run")
 
 
-def _validate(cfg, model, loss_fn, crops, va_rows, va_labels, input_size, device, with_lfw=True) -> dict:
+def _optimizer(cfg: TrainConfig, model: torch.nn.Module, loss_fn: torch.nn.Module) -> torch.optim.Optimizer:
+    """SGD (Nesterov) or AdamW over the model and the loss's own parameters (without decay when the
+    loss says so)."""
+    decay = {} if getattr(loss_fn, "weight_decay", True) else {"weight_decay": 0.0}
+    params = [{"params": model.parameters()}, {"params": loss_fn.parameters(), **decay}]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay, nesterov=True)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    raise ValueError(f"unknown optimizer {cfg.optimizer!r}; valid: adamw, sgd")
+
+
+def _image_side(path: Path) -> int:
+    """Width of an aligned training crop (the alignment size the model was trained on)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return int(im.size[0])
+    except OSError:
+        return ALIGN_SIZE
+
+
+def _epoch_batches(run: _Run, epoch: int) -> list[np.ndarray]:
+    """The index batches of an epoch (all ranks' share), reseeding the augmentation generator."""
+    cfg = run.cfg
+    run.gen.manual_seed(cfg.seed * 100003 + epoch * 101 + run.rank)
+    if run.sampler is not None:
+        run.sampler.epoch = epoch
+        batches = list(run.sampler)
+    else:
+        batches = shuffled_batches(len(run.tr_rows), cfg.batch_size, cfg.seed, epoch)
+    if cfg.max_steps_per_epoch:
+        batches = batches[: cfg.max_steps_per_epoch]
+    return batches[: len(batches) // run.world * run.world] if run.world > 1 else batches
+
+
+def _train_epoch(run: _Run, epoch: int, batches: list[np.ndarray], progress: bool) -> dict:
+    """One pass over this rank's batches; the epoch's row of the history (summed over ranks)."""
+    from tqdm.auto import tqdm
+
+    cfg, world = run.cfg, run.world
+    steps_per_epoch = len(batches) // world
+    run.ddp.train()
+    tot, n_seen = 0.0, 0
+    bar = tqdm(batches[run.rank::world], desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
+               disable=not progress or run.rank > 0, leave=False)
+    for step, b in enumerate(bar):
+        for g in run.opt.param_groups:
+            g["lr"] = _lr_at(cfg, epoch * steps_per_epoch + step, cfg.epochs * steps_per_epoch)
+        x = augment(to_tensor(run.crops[run.tr_rows[b]], run.input_size), run.gen).to(run.device)
+        y = torch.from_numpy(run.tr_labels[b]).to(run.device)
+        with autocast(run.device, cfg.cpu_bf16):
+            loss, _ = run.ddp(x, y)
+        run.opt.zero_grad(set_to_none=True)
+        run.scaler.scale(loss).backward()
+        run.scaler.step(run.opt)
+        run.scaler.update()
+        tot += float(loss.detach()) * len(b)
+        n_seen += len(b)
+        bar.set_postfix(loss=f"{tot / n_seen:.3f}")
+    if world > 1:
+        t = torch.tensor([tot, n_seen], dtype=torch.float64)
+        dist.all_reduce(t)
+        tot, n_seen = float(t[0]), int(t[1])
+    return {"epoch": epoch + 1, "train_loss": tot / max(n_seen, 1), "samples": n_seen,
+            "lr": run.opt.param_groups[0]["lr"]}
+
+
+def _end_epoch(run: _Run, epoch: int, row: dict, progress: bool) -> None:
+    """Validate, then write best.pt (when improved), last.pt and the history (rank 0)."""
+    cfg = run.cfg
+    rng = rng_states(run.gen, run.sampler.epoch if run.sampler else None, run.device, run.world)  # collective
+    if run.rank == 0:
+        with_lfw = (epoch + 1) % max(cfg.lfw_every, 1) == 0 or epoch + 1 == cfg.epochs
+        row.update(_validate(run, with_lfw))
+        run.history.append(row)
+        improved = row["val_loss"] < run.best_val
+        run.best_val = min(run.best_val, row["val_loss"])
+        extra = {"loss_state": run.loss_fn.state_dict(), "optimizer": run.opt.state_dict(),
+                 "history_json": json.dumps(run.history), "best_val": run.best_val,
+                 "scaler": run.scaler.state_dict(), "rng": rng}
+        if improved:
+            save_checkpoint(run.out / "best.pt", run.model, run.meta({**row, "selected": "min_val_loss"}))
+        save_checkpoint(run.out / "last.pt", run.model, run.meta({**row, "selected": "last_epoch"}), extra=extra)
+        write_history(run.history, run.out)
+        if progress:
+            print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
+    if run.world > 1:
+        dist.barrier()
+
+
+def _resume(run: _Run, last_path: Path) -> None:
+    """Load model, loss, optimiser and history from ``last.pt``; the scaler and random generators
+    are restored at the end of ``_prepare`` (``_restore_rng``), after everything that draws from them."""
+    state = read_checkpoint(last_path)
+    stored = {**asdict(TrainConfig()), **state["meta"]["config"]}  # fields added since take defaults
+    if stored != asdict(run.cfg):
+        raise ValueError(f"{last_path} was written by another configuration; use a new output folder "
+                         f"or delete it to start again")
+    load_weights(run.model, state["state_dict"], last_path)
+    load_weights(run.loss_fn, state["loss_state"], last_path, "loss parameters (class centres)")
+    run.opt.load_state_dict(state["optimizer"])
+    run.history = json.loads(state["history_json"])
+    run.best_val = float(state["best_val"])
+    run.resumed_state = state
+    if run.rank == 0:
+        print(f"resuming {run.out} after epoch {len(run.history)}")
+
+
+def _validate(run: _Run, with_lfw: bool = True) -> dict:
+    """Validation loss and accuracy (classification for losses with class centres, pair verification
+    otherwise), embedding spread and, when asked and available, LFW accuracy."""
+    cfg, model, loss_fn, device = run.cfg, run.model, run.loss_fn, run.device
     model.eval()
     with torch.inference_mode():
-        embs = []
-        for i in range(0, len(va_rows), 256):
-            embs.append(model(to_tensor(crops[va_rows[i:i + 256]], input_size).to(device)).float().cpu())
+        embs = [model(to_tensor(run.crops[run.va_rows[i:i + 256]], run.input_size).to(device)).float().cpu()
+                for i in range(0, len(run.va_rows), 256)]
         emb = torch.cat(embs)
-        y = torch.from_numpy(va_labels)
+        y = torch.from_numpy(run.va_labels)
         res = {"val_spread": embedding_spread(emb.numpy())}
-        if cfg.loss == "triplet":
+        if getattr(loss_fn, "centres_key", None) is None:
             res["val_loss"] = float(loss_fn(emb, y))
-            res["val_verif_acc"] = evaluate_pairs(emb.numpy(), va_labels)
+            res["val_verif_acc"] = evaluate_pairs(emb.numpy(), run.va_labels)
         else:
             res.update(evaluate_classifier(loss_fn, emb.to(device), y.to(device)))
-        from .experiment import project_path
-
         if with_lfw and cfg.lfw_dir and project_path(cfg.lfw_dir).is_dir():
             try:
-                res.update(lfw_eval(model, str(project_path(cfg.lfw_dir)), input_size, device, cfg.lfw_pairs))
+                res.update(lfw_eval(model, str(project_path(cfg.lfw_dir)), run.input_size, device, cfg.lfw_pairs))
             except FileNotFoundError as e:  # no pairs.txt here: LFW is optional during training
                 print(f"LFW evaluation skipped: {e}")
     model.train()
     return res
-
-
-def write_history(history: list[dict], out: Path) -> None:
-    df = pd.DataFrame(history)
-    atomic_write_text(out / "history.csv", df.to_csv(index=False))
-    try:
-        from .plots import training_curves
-
-        fig = training_curves(df)
-        tmp = out / ".curves.tmp.png"
-        fig.savefig(tmp, dpi=90, bbox_inches="tight")
-        os.replace(tmp, out / "curves.png")
-        import matplotlib.pyplot as plt
-
-        plt.close(fig)
-    except ImportError:
-        pass
-
-
-def export_for_shipping(src: str | os.PathLike, dst: str | os.PathLike, metrics: dict | None = None,
-                        mantissa_bits: int = 10) -> None:
-    """Copy an embedder checkpoint as fp16 weights (no optimiser state, ``mantissa_bits`` of 10 kept),
-    merging ``metrics`` into meta."""
-    blob = read_checkpoint(src)
-    meta = dict(blob["meta"])
-    meta["metrics"] = {**meta.get("metrics", {}), **(metrics or {})}
-    model = create_model(meta["arch"], embedding_dim=meta["embedding_dim"])
-    model.load_state_dict(float_state_dict(blob["state_dict"]))
-    save_checkpoint(dst, model, meta, half=True, mantissa_bits=mantissa_bits)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,7 +5,8 @@ import os
 
 import torch
 
-from .models import float_state_dict, read_checkpoint
+from .checkpoint import load_weights, read_checkpoint
+from .losses import centres_keys, loss_class
 
 
 def warm_start(model: torch.nn.Module, loss_fn: torch.nn.Module, path: str | os.PathLike, arch: str,
@@ -13,23 +14,33 @@ def warm_start(model: torch.nn.Module, loss_fn: torch.nn.Module, path: str | os.
     """Load the backbone of checkpoint ``path`` into ``model``; seed the loss's class centres from it.
 
     The checkpoint may be a shipped model or a run's ``last.pt``. When the latter holds a classifier
-    over the same class list, the new loss starts from those class directions (a CE ``fc.weight``
-    becomes ArcFace's ``centres`` and vice versa); otherwise the loss keeps its fresh initialisation.
-    Returns a one-line description of what was loaded.
+    over the same class list, the new loss starts from those class directions (each loss names its
+    centres' key, ``centres_key``: a CE ``fc.weight`` becomes ArcFace's ``centres`` and vice versa);
+    otherwise the loss keeps its fresh initialisation. Returns a one-line description of what was loaded.
     """
     blob = read_checkpoint(path)
     meta = blob["meta"]
     if meta["arch"] != arch or int(meta["embedding_dim"]) != int(embedding_dim):
         raise ValueError(f"init_from {path}: it is a {meta['arch']} with {meta['embedding_dim']}-d embeddings, "
                          f"but this run trains a {arch} with {embedding_dim}-d ones; pick a matching checkpoint")
-    model.load_state_dict(float_state_dict(blob["state_dict"]))
-    source = blob.get("loss_state") or {}
-    weights = source.get("centres", source.get("fc.weight"))
-    target = loss_fn.state_dict()
-    key = "centres" if "centres" in target else "fc.weight" if "fc.weight" in target else None
+    load_weights(model, blob["state_dict"], path)
+    key = getattr(loss_fn, "centres_key", None)
     if key is None:
         return f"backbone from {path} (this loss has no class centres)"
+    weights = _source_centres(blob.get("loss_state") or {}, meta.get("config", {}).get("loss"))
     if weights is None or list(meta.get("classes", [])) != list(classes):
         return f"backbone from {path}; class centres start fresh (no classifier over the same classes there)"
-    loss_fn.load_state_dict({**target, key: weights.float()})
+    loss_fn.load_state_dict({**loss_fn.state_dict(), key: weights.float()})
     return f"backbone and class centres from {path}"
+
+
+def _source_centres(loss_state: dict, loss_name: str | None) -> torch.Tensor | None:
+    """The class centres in a run's loss state: under its own loss's key, else any registered loss's."""
+    try:
+        keys = [loss_class(loss_name).centres_key] if loss_name else []
+    except ValueError:  # a loss that is no longer registered
+        keys = []
+    for k in [*keys, *sorted(centres_keys())]:
+        if k is not None and k in loss_state:
+            return loss_state[k]
+    return None

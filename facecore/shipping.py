@@ -1,0 +1,107 @@
+"""Turning a finished run into a shipped model: export (fp16), LFW evaluation, threshold
+calibration, and the SHA-256 that config.py records for it."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .checkpoint import export_for_shipping, read_checkpoint, set_thresholds
+from .files import atomic_write_text
+from .paths import project_path
+
+# LFW false-positive rates at which every exported model stores a threshold (meta["thresholds_by_fpr"]);
+# realtime.py --fpr picks one.
+CALIBRATION_FPRS = (1e-3, 3e-3, 1e-2, 3e-2, 5e-2, 1e-1)
+
+
+def finalize_run(run_dir: str | os.PathLike, checkpoint: str = "best.pt", export_path: str | None = None,
+                 lfw_dir: str | None = None, fpr: float = 1e-3, device: str = "cpu", extra: dict | None = None,
+                 mantissa_bits: int = 10) -> dict:
+    """Export a run's checkpoint as fp16 (``mantissa_bits`` of fp16's 10 kept, see ``checkpoint.round_mantissa``),
+    evaluate the exported weights on LFW and calibrate their threshold. Returns the metrics.
+
+    The threshold is the cosine similarity that LFW's mismatched pairs exceed at rate ``fpr``; it is
+    stored in the checkpoint (``meta["threshold"]``) for realtime.py. Without ``export_path`` the run's
+    checkpoint itself is evaluated. Exporting over a shipped model (``config.params``) records the new
+    file's SHA-256 in config.py; the metrics carry it as ``sha256``.
+    """
+    run_dir = project_path(run_dir)
+    # Work on a private copy: a training process may replace best.pt while we evaluate.
+    tmp = tempfile.NamedTemporaryFile(suffix=".pt", delete=False)
+    tmp.close()
+    shutil.copyfile(run_dir / checkpoint, tmp.name)
+    try:
+        return _finalize(Path(tmp.name), checkpoint, export_path, lfw_dir, fpr, device, extra, mantissa_bits)
+    finally:
+        os.unlink(tmp.name)
+
+
+def _finalize(src: Path, checkpoint: str, export_path: str | None, lfw_dir: str | None, fpr: float,
+              device: str, extra: dict | None, mantissa_bits: int) -> dict:
+    from .zoo import record_hash
+
+    meta = read_checkpoint(src)["meta"]
+    metrics: dict = {"checkpoint": checkpoint, "epoch": meta["metrics"].get("epoch"), "identities": len(meta["classes"]),
+                     "val_loss": meta["metrics"].get("val_loss"), "val_acc": meta["metrics"].get("val_acc"),
+                     "val_verif_acc": meta["metrics"].get("val_verif_acc"), **(extra or {})}
+    with_lfw = bool(lfw_dir) and project_path(lfw_dir).is_dir()
+    if not export_path:
+        return {**metrics, **(evaluate_lfw(src, lfw_dir, device, fpr) if with_lfw else {})}
+    dst = project_path(export_path)  # measure and calibrate what ships (fp16), not the float32 training checkpoint
+    tmp = dst.with_name(f".{dst.name}.export.tmp")  # the shipped file changes only once all is done
+    metrics["mantissa_bits"] = int(mantissa_bits)
+    try:
+        export_for_shipping(src, tmp, metrics, mantissa_bits)
+        if with_lfw:
+            metrics.update(evaluate_lfw(tmp, lfw_dir, device, fpr))
+            set_thresholds(tmp, metrics["threshold"], fpr, metrics["thresholds_by_fpr"], metrics)
+        os.replace(tmp, dst)
+    finally:
+        tmp.unlink(missing_ok=True)
+    metrics["exported"] = str(export_path)
+    metrics["size_mb"] = round(dst.stat().st_size / 1e6, 2)
+    metrics["sha256"] = record_hash(dst)[1]
+    return metrics
+
+
+def evaluate_lfw(checkpoint: str | os.PathLike, lfw_dir: str | os.PathLike, device: str = "cpu",
+                 fpr: float = 1e-3) -> dict:
+    """LFW 10-fold accuracy (flip-augmented embeddings) of a checkpoint on a folder of aligned LFW
+    crops, and the similarity threshold at ``fpr`` on the mismatched pairs."""
+    from .embed import embed_files
+    from .lfw import pair_similarities
+    from .metrics import lfw_accuracy, threshold_at_fpr
+    from .models import load_embedder
+    from .validate import embedding_spread, lfw_protocol
+
+    files, (i1, i2, issame, folds) = lfw_protocol(str(project_path(lfw_dir)))
+    e = embed_files(files, load_embedder(project_path(checkpoint), device), aligned=True, flip=True, progress=False)
+    sims = np.nan_to_num(pair_similarities(e.embeddings, i1, i2), nan=-1.0)  # a missing crop never matches
+    res = lfw_accuracy(sims, issame, folds=folds)
+    table = {str(f): float(threshold_at_fpr(sims[~issame], f)) for f in sorted({*CALIBRATION_FPRS, fpr})}
+    return {"lfw_acc": float(res["mean"]), "lfw_std": float(res["std"]), "lfw_spread": embedding_spread(e.embeddings[e.ok]),
+            "lfw_missing_crops": int((~e.ok).sum()), "threshold": table[str(fpr)], "threshold_fpr": fpr,
+            "thresholds_by_fpr": table}
+
+
+def calibrate_checkpoint(path: str | os.PathLike, lfw_dir: str | os.PathLike, device: str = "cpu",
+                         fpr: float = 1e-3) -> dict:
+    """Recompute a shipped checkpoint's LFW thresholds (``threshold`` at ``fpr`` and the table at
+    ``CALIBRATION_FPRS``) and store them in its meta; the weights are untouched (the file's SHA-256
+    changes and is recorded in config.py when it is a shipped model)."""
+    from .zoo import record_hash
+
+    res = evaluate_lfw(path, lfw_dir, device, fpr)
+    set_thresholds(project_path(path), res["threshold"], fpr, res["thresholds_by_fpr"])
+    record_hash(project_path(path))
+    return res
+
+
+def save_metrics(path: str | os.PathLike, metrics: dict) -> None:
+    """Write a metrics dict as JSON, atomically."""
+    atomic_write_text(project_path(path), json.dumps(metrics, indent=1, default=float))
