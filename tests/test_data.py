@@ -1,5 +1,8 @@
+import os
+
 import numpy as np
 import pytest
+import torch
 
 from facecore.data import PKSampler, augment, scan_identities, shuffled_batches, split_per_identity, to_tensor
 
@@ -47,3 +50,60 @@ def test_augment_keeps_shape_and_range():
     x = to_tensor(np.random.default_rng(0).integers(0, 255, (4, 72, 72, 3), dtype=np.uint8), 64)
     y = augment(x, torch.Generator().manual_seed(0))
     assert y.shape == (4, 3, 64, 64) and float(y.min()) >= -1 and float(y.max()) <= 1
+
+
+def _faces(root, ids=3, per=3, seed=0):
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    for i in range(ids):
+        (root / f"p{i}").mkdir(parents=True, exist_ok=True)
+        for j in range(per):
+            cv2.imwrite(str(root / f"p{i}" / f"{j}.png"), rng.integers(0, 255, (8, 8, 3), dtype=np.uint8))
+    return root
+
+
+def test_crop_cache_rereads_changed_pixels(tmp_path):
+    import cv2
+
+    from facecore.data import load_crops
+
+    root = _faces(tmp_path / "faces")
+    fs = scan_identities(root)
+    first = load_crops(fs, 8, tmp_path / "cache", progress=False)
+    new = np.full((8, 8, 3), 7, np.uint8)
+    cv2.imwrite(str(root / "p1" / "2.png"), new)  # same file list, new pixels
+    os.utime(root / "p1" / "2.png", ns=(1, 1_000_000_000))  # a different mtime even on coarse clocks
+    again = load_crops(scan_identities(root), 8, tmp_path / "cache", progress=False)
+    i = fs.paths.index("p1/2.png")
+    assert not np.array_equal(first[i], again[i]) and (again[i] == 7).all()
+    others = [k for k in range(len(fs)) if k != i]
+    assert np.array_equal(first[others], again[others])
+    assert len(list((tmp_path / "cache").glob("*.npy"))) == 2
+
+
+def test_folder_without_images_says_so(tmp_path):
+    (tmp_path / "empty" / "someone").mkdir(parents=True)
+    (tmp_path / "empty" / "someone" / "notes.txt").write_text("x")
+    with pytest.raises(ValueError, match="no images in"):
+        scan_identities(tmp_path / "empty")
+    with pytest.raises(ValueError, match=">= 5 images"):
+        scan_identities(_faces(tmp_path / "faces"), min_images=5)
+
+
+def test_training_refuses_a_single_identity(tmp_path):
+    from facecore.train import TrainConfig, train
+
+    cfg = TrainConfig(data_dir=str(_faces(tmp_path / "one", ids=1, per=4)), min_images=2, lfw_dir=None,
+                      cache_dir=str(tmp_path / "cache"))
+    with pytest.raises(ValueError, match="at least 2 identities.*found 1"):
+        train(cfg, tmp_path / "run", progress=False)
+
+
+def test_to_tensor_is_the_checkpoint_preprocessing():
+    from facecore.models import preprocess
+
+    crops = np.random.default_rng(1).integers(0, 256, (3, 72, 72, 3), dtype=np.uint8)
+    ref = torch.from_numpy(crops).permute(0, 3, 1, 2).float() / 127.5 - 1  # brute force, no resize
+    assert torch.equal(to_tensor(crops, 72), ref)
+    assert torch.equal(to_tensor(crops, 64), preprocess(crops, 64))

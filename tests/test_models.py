@@ -108,3 +108,26 @@ def test_round_mantissa_matches_float_rounding(bits):
         round_mantissa(x, 11)
     with pytest.raises(TypeError, match="fp16"):
         round_mantissa(x.float(), 9)
+
+
+def test_architecture_not_matching_the_weights_is_one_line(tmp_path):
+    m = create_model("efficientnet-b0", embedding_dim=32)
+    meta = checkpoint_meta("efficientnet-b1", 32, 64)  # meta names another backbone than the weights
+    save_checkpoint(tmp_path / "wrong.pt", m, meta)
+    with pytest.raises(ValueError, match=r"wrong\.pt: its weights do not fit") as e:
+        load_embedder(tmp_path / "wrong.pt")
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("half", [False, True])
+def test_a_flipped_byte_is_caught(tmp_path, half):
+    m = create_model("efficientnet-b0", embedding_dim=32)
+    path = tmp_path / "m.pt"
+    save_checkpoint(path, m, checkpoint_meta("efficientnet-b0", 32, 64), half=half)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x10  # inside the weights
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=r"m\.pt is corrupt"):
+        read_checkpoint(path)
+    with pytest.raises(ValueError, match=r"m\.pt is corrupt"):
+        load_embedder(path)
