@@ -55,10 +55,13 @@ _LINE = r'^(\s*"{name}"\s*:\s*")[0-9a-f]*(",?)'
 
 def record_hash(path: str | os.PathLike, config_file: str | os.PathLike | None = None) -> tuple[str | None, str]:
     """(config name, SHA-256) of ``path``; when it is a shipped model, its ``sha256`` line in
-    ``config.py`` is rewritten (atomically) and ``config`` reloaded, and the change is printed."""
+    ``config.py`` is rewritten (atomically) and ``config`` reloaded, and the change is printed. A new
+    model under ``notebooks/`` gets its hash printed, to be added to config.py with its name."""
     digest = sha256_file(path)
     name = shipped_name(path)
     if name is None:
+        if Path(path).resolve().is_relative_to(PROJECT_ROOT / "notebooks"):
+            print(f"{path}: SHA-256 {digest}; to ship it, add it to config.params and this hash to config.sha256")
         return None, digest
     cfg = Path(config_file) if config_file else PROJECT_ROOT / "config.py"
     text = cfg.read_text()

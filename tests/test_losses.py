@@ -129,3 +129,28 @@ def test_arcface_validation_uses_the_full_margin_during_warmup():
     assert torch.equal(loss(emb.float(), y), full(emb.float(), y))
     loss.train()
     assert loss.current_margin() == 0.0
+
+
+def test_losses_declare_what_training_needs():
+    from facecore.losses import build_loss, centres_keys, list_losses, loss_class
+
+    for name in list_losses():
+        cls = loss_class(name)
+        assert cls.sampler in ("shuffled", "pk") and isinstance(cls.weight_decay, bool)
+        loss = build_loss(name, {}, embedding_dim=8, num_classes=5)
+        if cls.centres_key is None:
+            assert not any(p.shape[:1] == (5,) for p in loss.parameters())
+        else:  # the declared key holds one centre per class
+            assert loss.state_dict()[cls.centres_key].shape == (5, 8)
+    assert centres_keys() == {"fc.weight", "centres"}
+    assert loss_class("triplet").sampler == "pk" and loss_class("ce").sampler == "shuffled"
+
+
+def test_optimizer_exempts_the_losses_that_ask_from_weight_decay():
+    from facecore.losses import build_loss
+    from facecore.train import TrainConfig, _optimizer
+
+    model = torch.nn.Linear(4, 8)
+    for name, decay in [("arcface", 0.0), ("ce", 5e-4)]:
+        opt = _optimizer(TrainConfig(), model, build_loss(name, {}, 8, 3))
+        assert opt.param_groups[0]["weight_decay"] == 5e-4 and opt.param_groups[1]["weight_decay"] == decay
