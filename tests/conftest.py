@@ -2,15 +2,13 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from facecore.paths import data_root  # facecore is installed (editable) into .venv by the Makefile
 
-from facecore.paths import data_root  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
@@ -40,12 +38,11 @@ def data_dir() -> Path:
 def one_torch_thread():
     """One torch thread for a module, as realtime.py runs: small networks on a busy 2-core CPU
     crawl with more."""
-    import torch
+    from facecore.runtime import set_threads
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    threads = set_threads(1)
     yield
-    torch.set_num_threads(threads)
+    set_threads(threads)
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from facecore.experiment import finalize_run
@@ -24,3 +25,41 @@ def test_finalize_exports_deflated_fp16_with_the_mantissa_asked(tmp_path):
             normal = v.abs() >= 2 ** -14
             assert not (v.view(torch.int16) & 3)[normal].any(), k  # 2 of fp16's 10 mantissa bits dropped
             torch.testing.assert_close(v.float(), ref[k].float(), rtol=2 ** -8, atol=2 ** -21)
+
+
+def test_training_config_from_notebook_parameters():
+    from facecore.experiment import training_config
+    from facecore.pipeline import notebook_parameters
+
+    params = {k: v for k, (_, v) in notebook_parameters("notebooks/triplet-loss/triplet-loss.ipynb").items()}
+    cfg = training_config("triplet", {"margin": 0.3}, {**params, "K_IMAGES": 3, "LFW_DIR": "", "MAX_IDENTITIES": 0,
+                                                         "unrelated": 1})
+    assert (cfg.loss, cfg.loss_kwargs, cfg.k_images, cfg.p_identities) == ("triplet", {"margin": 0.3}, 3, 32)
+    assert cfg.lfw_dir is None and cfg.max_identities is None and cfg.init_from is None
+    assert (cfg.epochs, cfg.lr, cfg.data_dir) == (params["EPOCHS"], params["LR"], params["DATA_DIR"])
+    ce = training_config("ce", {}, {"EPOCHS": 2})
+    assert ce.p_identities == 32 and ce.epochs == 2  # absent parameters keep TrainConfig's defaults
+
+
+TRAINING_NOTEBOOKS = ["notebooks/ce-loss/ce-loss.ipynb", "notebooks/arcface-loss/arcface-loss.ipynb",
+                      "notebooks/triplet-loss/triplet-loss.ipynb", "notebooks/my-face-alignment.ipynb"]
+OUTPUTS = ("EXPORT_PATH", "EXPORT_PATH_LAST", "METRICS_PATH", "OUTPUT")
+
+
+@pytest.mark.parametrize("nb", TRAINING_NOTEBOOKS)
+def test_training_notebook_defaults_never_overwrite_shipped_files(nb):
+    from facecore.pipeline import notebook_parameters
+
+    params = notebook_parameters(nb)
+    outs = {k: params[k][1] for k in OUTPUTS if k in params}
+    assert outs and all(v.startswith("runs/") for v in outs.values()), outs
+    assert "sys.path" not in open(nb).read()
+
+
+def test_full_profile_ships_explicitly():
+    import config
+    from facecore.pipeline import load_profile
+
+    named = {v for s in load_profile("full") for k, v in s.get("parameters", {}).items() if k in OUTPUTS}
+    for path in config.params.values():  # every shipped model is written by a stage that names it
+        assert path in named, path

@@ -86,6 +86,7 @@ def test_kill_9_at_random_points_then_resume_equals_uninterrupted(tmp_path, loss
     rest = p.communicate(timeout=120)[0]
     assert p.returncode == 0, rest
     duration = time.time() - t0
+    assert read_checkpoint(tmp_path / "straight" / "best.pt")["meta"]["align_size"] == 16  # the crops' side
     rng = np.random.default_rng(1)
     kills = resumes = 0
     for _ in range(12):
