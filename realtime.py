@@ -9,26 +9,27 @@ similarity, or ``Unknown`` below ``--threshold`` (default: the checkpoint's thre
 LFW at ``--fpr``, 0.01). The pipeline (facecore.recognize.Recognizer) detects on a reduced frame
 every few frames (every frame while nobody is tracked), follows faces with optical flow in between,
 and re-embeds each track every few frames (with its mirror image); the latest embedding names it.
-Bad input (camera, video, output folder, model name) exits with code 2 and one line on stderr.
+Bad input (camera, video, an output that cannot be written, model name, threshold, nothing to
+show or write) exits with code 2 and one line on stderr, before anything is loaded where it can.
+Ctrl-C, SIGTERM or q end the run cleanly: the frames processed so far are written to the output
+and the report (exit 0); a second signal while they are written is ignored, so no temporary file
+is left. The model and threshold come from ``facecore.recognizer`` (``Recognizer.from_name``).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import math
-import os
+import signal
 import sys
 import time
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
+from facecore.recognizer import REALTIME_FPR, ModelChoiceError, input_path
+
 ROOT = Path(__file__).resolve().parent
-DEFAULT_DATA = "../shared/data"
-# Default operating point: the threshold at which 1 % of LFW's mismatched pairs pass. With the
-# default model, 3 % names an audience member on the demo clip (similarity 0.40 vs a threshold of
-# 0.385), while 1 % (0.456) still names the performer's close-ups (0.46-0.76); see README
-# "Real-time recognition".
-REALTIME_FPR = 0.01
 
 
 class UsageError(Exception):
@@ -79,123 +80,107 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def data_path(path: str) -> Path:
-    """``path``; one under the default data folder (../shared/data/...) that is absent is looked up
-    under ``$FACECORE_DATA`` instead, so `make demo`'s command works wherever the data lives."""
-    p = Path(path)
-    env = os.environ.get("FACECORE_DATA")
-    parts = Path(DEFAULT_DATA).parts
-    if not p.exists() and env and p.parts[: len(parts)] == parts:
-        return Path(env).expanduser().joinpath(*p.parts[len(parts):])
-    return p
-
-
 def resolve_checkpoint(args: argparse.Namespace) -> Path:
-    """The checkpoint to load: --checkpoint, else --model_name or config.DEFAULT_MODEL via config.params."""
-    if args.checkpoint:
-        if not Path(args.checkpoint).is_file():
-            raise UsageError(f"--checkpoint {args.checkpoint}: no such file")
-        return Path(args.checkpoint)
-    sys.path.insert(0, str(ROOT))
-    import config
+    """The checkpoint to load (``facecore.recognizer.resolve_checkpoint``), UsageError if none."""
+    from facecore.recognizer import resolve_checkpoint as resolve
 
-    name = args.model_name or config.DEFAULT_MODEL
-    if name is None:
-        raise UsageError("no model: config.DEFAULT_MODEL is unset and no --model_name was given; "
-                         f"valid names: {', '.join(sorted(config.params)) or '(none shipped yet)'}; "
-                         "or pass --checkpoint PATH")
     try:
-        path = config.checkpoint_path(name)
-    except KeyError as e:
-        raise UsageError(f"--model_name: {e.args[0]}") from None
-    if not path.is_file():
-        raise UsageError(f"model {name!r}: checkpoint {path} is missing (config.params); train or fetch it first")
-    return path
+        return resolve(args.model_name, args.checkpoint)
+    except ModelChoiceError as e:
+        raise UsageError(str(e)) from None
 
 
 def load_model(args: argparse.Namespace):
-    """(embedder, threshold, where the threshold comes from)."""
+    """(embedder, threshold, where the threshold comes from): ``facecore.recognizer.load_model``."""
     import torch
 
-    from facecore.models import load_embedder
-    from facecore.recognize import FALLBACK_THRESHOLD
+    from facecore.recognizer import load_model as load
 
     torch.set_num_threads(max(1, args.threads))
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda: torch sees no CUDA GPU here; use --device cpu")
-    path = resolve_checkpoint(args)
     try:
-        embedder = load_embedder(path, device=args.device)
-    except (FileNotFoundError, ValueError) as e:
-        first = str(e).splitlines()[0]
-        raise UsageError(f"checkpoint: {first if len(first) < 160 else first[:157] + '...'}") from None
-    meta = embedder.meta
-    if args.threshold is not None:
-        return embedder, args.threshold, "--threshold"
-    table = meta.get("thresholds_by_fpr") or {}
-    if table:
-        match = [k for k in table if math.isclose(float(k), args.fpr, rel_tol=1e-6)]
-        if not match:
-            raise UsageError(f"--fpr {args.fpr}: {path.name} stores thresholds for FPR "
-                             f"{', '.join(sorted(table, key=float))}; pick one or pass --threshold")
-        return embedder, float(table[match[0]]), f"checkpoint, calibrated on LFW at FPR {float(match[0]):g}"
-    if meta.get("threshold") is not None:
-        fpr = meta.get("threshold_fpr")
-        warnings.warn(f"{path.name} stores one threshold (LFW FPR {fpr}), not a table; --fpr is ignored", UserWarning)
-        return embedder, float(meta["threshold"]), f"checkpoint, calibrated on LFW at FPR {fpr}"
-    warnings.warn(f"{path} stores no calibrated threshold (meta['threshold']); using the fallback "
-                  f"{FALLBACK_THRESHOLD} (set --threshold to override)", UserWarning)
-    return embedder, FALLBACK_THRESHOLD, "fallback"
+        return load(args.model_name, args.checkpoint, args.fpr, args.threshold, args.device)
+    except ModelChoiceError as e:
+        raise UsageError(str(e)) from None
 
 
 def open_input(args: argparse.Namespace):
     from facecore.video import open_camera, open_source
 
     if args.source is not None:
-        return open_source(data_path(args.source))
+        return open_source(input_path(args.source))
     return open_camera(args.cam if args.cam is not None else 0)
 
 
-def check_args(args: argparse.Namespace) -> None:
-    """UsageError for a number out of range or an output folder that does not exist."""
+def check_args(args: argparse.Namespace) -> Path | None:
+    """UsageError for a number out of range, a threshold that is no cosine, an output that cannot be
+    written, or a run that would neither show nor write anything; returns the checked output path."""
+    from facecore import video
+    from facecore.recognizer import check_threshold
+
     for name, low in (("threads", 1), ("detect_every", 1), ("embed_every", 1), ("detect_side", 48),
                       ("output_width", 2), ("max_frames", 0)):
         v = getattr(args, name)
         if v is not None and v < low:
             raise UsageError(f"--{name} {v}: must be at least {low}")
-    if args.output_fps is not None and not args.output_fps > 0:
+    if args.output_fps is not None and not (math.isfinite(args.output_fps) and args.output_fps > 0):
         raise UsageError(f"--output_fps {args.output_fps}: must be positive")
-    if args.report_json and not Path(args.report_json).parent.resolve().is_dir():
-        raise UsageError(f"--report_json {args.report_json}: folder does not exist")
+    if not (math.isfinite(args.fpr) and 0 < args.fpr < 1):
+        raise UsageError(f"--fpr {args.fpr}: must be a rate between 0 and 1")
+    try:
+        check_threshold(args.threshold)
+        out = video.check_output_path(args.output_path) if args.output_path else None
+        if args.report_json:
+            video.check_writable(args.report_json, "--report_json")
+        if args.report_json and out is not None and Path(args.report_json).resolve() == out.resolve():
+            raise ValueError(f"--report_json {args.report_json}: is also --output_path; give two file names")
+        if args.cache_dir:
+            cache = Path(args.cache_dir)
+            if cache.exists() and not cache.is_dir():
+                raise ValueError(f"--cache_dir {cache}: is a file; give a folder")
+            video.check_writable(_existing(cache) / "x", "--cache_dir")
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    if out is None and not args.report_json and not want_display(args):
+        raise UsageError("nothing to show or write: no screen (or --no-display) and no --output_path or "
+                         "--report_json; add --output_path out.gif or --report_json report.json")
+    return out
+
+
+def _existing(folder: Path) -> Path:
+    """The nearest existing folder at or above ``folder`` (where the cache would be created)."""
+    folder = folder.resolve()
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return folder
 
 
 def run(args: argparse.Namespace) -> dict:
     """Check the input, process the source, and return the report (also written to --report_json)."""
-    from facecore import video  # no torch: bad input is reported before the slow imports
-
-    check_args(args)
-    try:
-        out_path = video.check_output_path(args.output_path) if args.output_path else None
-    except ValueError as e:
-        raise UsageError(str(e)) from None
-    people = data_path(args.people_faces)
+    out_path = check_args(args)  # no torch: bad input is reported before the slow imports
+    people = input_path(args.people_faces)
     if not people.is_dir():
         raise UsageError(f"--people_faces {people}: no such folder (one sub-folder or photo per person)")
     resolve_checkpoint(args)  # a bad model name fails before the camera or video is opened
     source = open_input(args)
     try:
-        embedder, threshold, origin = load_model(args)
-        from facecore.gallery import build_gallery
+        import torch
+
         from facecore.recognize import Recognizer, RecognizerConfig
 
-        gallery = build_gallery(people, embedder, cache_dir=args.cache_dir)
-        print(f"source: {source.description}; gallery: {len(gallery)} people ({', '.join(gallery.names) or 'none'}); "
-              f"threshold {threshold:.3f} ({origin})", flush=True)
+        torch.set_num_threads(max(1, args.threads))
         cfg = RecognizerConfig(detect_side_px=args.detect_side, detect_every=args.detect_every,
                                embed_every=args.embed_every, flip=args.flip)
-        rec = Recognizer(embedder, gallery, threshold, cfg)
+        try:
+            rec = Recognizer.from_name(args.model_name, people, fpr=args.fpr, threshold=args.threshold,
+                                       checkpoint=args.checkpoint, device=args.device, config=cfg,
+                                       cache_dir=args.cache_dir)
+        except ModelChoiceError as e:
+            raise UsageError(str(e)) from None
+        gallery, threshold = rec.gallery, rec.threshold
+        print(f"source: {source.description}; gallery: {len(gallery)} people ({', '.join(gallery.names) or 'none'}); "
+              f"threshold {threshold:.3f} ({rec.threshold_origin})", flush=True)
         report = {"source": source.description, "people": gallery.names, "threshold": threshold,
-                  "threshold_origin": origin}
+                  "threshold_origin": rec.threshold_origin}
         report.update(process(args, source, rec, out_path))
     finally:
         source.close()
@@ -203,12 +188,12 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def want_display(args: argparse.Namespace) -> bool:
-    """--display as asked, or whether there is a screen; asked for without one: a warning."""
+    """--display as asked, or whether there is a screen; asked for without one: a warning (once)."""
     from facecore.video import screen_available
 
     if args.display and not screen_available():
         warnings.warn("--display: no screen found (DISPLAY is unset); running without a window", UserWarning)
-        return False
+        args.display = False
     return screen_available() if args.display is None else args.display
 
 
@@ -222,7 +207,7 @@ def process(args: argparse.Namespace, source, rec, out_path: Path | None) -> dic
     gif = out_path is not None and out_path.suffix.lower() == ".gif"
     writer = video.OutputWriter(out_path, args.output_fps or (10.0 if gif else source.fps)) if out_path else None
     out_w, size = args.output_width or (320 if gif else None), None
-    counts, per_frame, meter, n, ok = Counter(), [], video.FpsMeter(), 0, False
+    counts, per_frame, meter, n, ok, stopped_by = Counter(), [], video.FpsMeter(), 0, False, None
     t_start = time.perf_counter()
     try:
         for i, frame in enumerate(source):
@@ -243,14 +228,15 @@ def process(args: argparse.Namespace, source, rec, out_path: Path | None) -> dic
             if display and not show(video.draw_faces(frame, faces, 1.0, args.landmarks, fps)):
                 break
         ok = True
-    except KeyboardInterrupt:
-        ok = True
+    except KeyboardInterrupt as e:
+        ok, stopped_by = True, str(e) or "SIGINT"
     finally:
-        if writer is not None:
-            writer.close(keep=ok)
+        with signals_deferred():  # a second Ctrl-C or SIGTERM must not leave a half-written temporary file
+            if writer is not None:
+                writer.close(keep=ok)
     elapsed = time.perf_counter() - t_start
     out = {"frames_processed": n, "seconds": round(elapsed, 3), "fps": round(n / elapsed, 2) if elapsed > 0 else None,
-           "pipeline": dict(rec.counts), "face_frames": dict(counts.most_common())}
+           "pipeline": dict(rec.counts), "face_frames": dict(counts.most_common()), "stopped_by": stopped_by}
     if writer is not None:
         out["output"] = {"path": str(out_path), "frames": writer.frames_written, "fps": writer.fps}
     if args.report_json:
@@ -272,6 +258,32 @@ def show(frame_rgb) -> bool:
     return (cv2.waitKey(1) & 0xFF) not in (ord("q"), 27)
 
 
+class Stop(KeyboardInterrupt):
+    """SIGINT (Ctrl-C) or SIGTERM: the loop ends and what was processed is written."""
+
+
+_STOPPING: list[int] = []
+
+
+def _stop(signum, frame) -> None:
+    """The first signal stops the run; later ones are ignored (outputs are being finished)."""
+    if not _STOPPING:
+        _STOPPING.append(signum)
+        raise Stop(signal.Signals(signum).name)
+
+
+@contextmanager
+def signals_deferred():
+    """SIGINT and SIGTERM are noted, not acted on, while outputs are finished."""
+    got = []
+    old = {s: signal.signal(s, lambda n, f: got.append(n)) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield got
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
     print(f"warning: {message}", file=sys.stderr)
 
@@ -279,16 +291,33 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     warnings.showwarning = _one_line_warning
+    _STOPPING.clear()
+    old = {s: signal.signal(s, _stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return _main(args)
+    finally:
+        if not _STOPPING:  # after a stop, _stop stays: it ignores the signals that follow until the exit
+            for s, h in old.items():
+                signal.signal(s, h)
+
+
+def _main(args: argparse.Namespace) -> int:
     from facecore.files import atomic_write_text
     from facecore.video import SourceError
 
     try:
         report = run(args)
-    except (UsageError, SourceError) as e:
+    except (UsageError, ModelChoiceError, SourceError) as e:
         print(f"realtime.py: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as e:
+        print(f"realtime.py: stopped ({e or 'SIGINT'}) before the first frame; nothing written", file=sys.stderr)
+        return 130
+    if report.get("stopped_by"):
+        print(f"stopped by {report['stopped_by']}; writing what was processed", flush=True)
     if args.report_json:
-        atomic_write_text(args.report_json, json.dumps(report, indent=1))
+        with signals_deferred():
+            atomic_write_text(args.report_json, json.dumps(report, indent=1))
     counts = ", ".join(f"{k}: {v}" for k, v in report["face_frames"].items()) or "no faces"
     print(f"{report['frames_processed']} frames in {report['seconds']:.1f} s ({report['fps']} fps end to end); "
           f"labelled face-frames: {counts}")

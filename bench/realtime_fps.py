@@ -13,19 +13,15 @@ ours, ...) when ``--repeats`` > 1, and the fastest run of each is reported.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from facecore.paths import data_root  # noqa: E402
+from facecore.paths import PROJECT_ROOT as ROOT
+from facecore.paths import data_root
 
 
 def parse_args() -> argparse.Namespace:
     from facecore.recognize import RecognizerConfig
-    from realtime import REALTIME_FPR
+    from facecore.recognizer import REALTIME_FPR
 
     demo, defaults = data_root() / "demo", RecognizerConfig()  # realtime.py's defaults
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -75,16 +71,16 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(max(1, args.threads))
-    import realtime
-    from facecore.detect import FaceDetector
+    from facecore.detectors import create_detector
     from facecore.gallery import build_gallery
     from facecore.recognize import (Recognizer, RecognizerConfig, agreement, label_changes, label_counts,
                                     recognize_frame)
+    from facecore.recognizer import load_model
     from facecore.video import open_source
 
-    embedder, threshold, origin = realtime.load_model(args)
+    embedder, threshold, origin = load_model(args.model_name, args.checkpoint, args.fpr, args.threshold, args.device)
     gallery = build_gallery(args.people_faces, embedder, cache_dir=args.cache_dir)
-    full_detector = FaceDetector(device=args.device)
+    full_detector = create_detector("mtcnn", device=args.device, pad_frac=0.0)  # frames: no padded retry
     cfg = RecognizerConfig(detect_side_px=args.detect_side, detect_every=args.detect_every,
                            search_every=args.search_every, embed_every=args.embed_every,
                            refine_side_px=args.refine_side, votes=args.votes, flip=args.flip)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .detect import FaceDetector
+from .detectors import create_detector
 from .faces import detect_align
 from .gallery import Gallery
 from .models import Embedder
@@ -67,17 +68,28 @@ class Recognizer:
     detector: FaceDetector | None = None
     frame_index: int = -1
     counts: Counter = field(default_factory=Counter)
+    threshold_origin: str = ""  # where the threshold comes from (from_name: the checkpoint's FPR table, ...)
+
+    @classmethod
+    def from_name(cls, model_name: str | None = None, people_faces=None, **kwargs) -> "Recognizer":
+        """A recognizer of the people in ``people_faces`` (default ``people_faces/``) with a shipped
+        model (``config.params``; default ``config.DEFAULT_MODEL``) and its LFW threshold at ``fpr``
+        (``facecore.recognizer.from_name`` lists the options)."""
+        from .recognizer import from_name
+
+        return from_name(model_name, **({"people_faces": people_faces} if people_faces else {}), **kwargs)
 
     def __post_init__(self) -> None:
         import cv2
 
         self._cv2 = cv2
         c = self.config
+        # video frames: no padded retry (a frame without a face is the common case, not a tight crop)
         if self.detector is None:
-            self.detector = FaceDetector(device=self.embedder.device, min_face_size=c.min_face_px,
-                                         max_side=c.detect_side_px)
-        self.refiner = (FaceDetector(device=self.embedder.device, min_face_frac=0.3, max_side=c.refine_side_px)
-                        if c.refine_side_px else None)
+            self.detector = create_detector("mtcnn", device=self.embedder.device, min_face_size=c.min_face_px,
+                                            max_side=c.detect_side_px, pad_frac=0.0)
+        self.refiner = (create_detector("mtcnn", device=self.embedder.device, min_face_frac=0.3,
+                                        max_side=c.refine_side_px, pad_frac=0.0) if c.refine_side_px else None)
         self.flow = FlowTracker()
         self.tracks: list[Track] = []
         self._next_id, self._last_detect = 0, -(10**9)

@@ -78,10 +78,11 @@ def lfw_eval(model: torch.nn.Module, lfw_dir: str, input_size: int, device: str 
     """LFW 10-fold accuracy (mean, std) of a model on aligned LFW crops (``align_folder`` output).
 
     Crops are decoded once per process. ``flip`` adds mirrored-crop embeddings (the shipped
-    models' final figures use it; per-epoch checks skip it for speed)."""
+    models' final figures use it; per-epoch checks skip it for speed). The figures are the ``lfw``
+    protocol's (``facecore.protocols.pair_result``); only the embedding is this loop's own, fast path
+    for a model in training."""
     from .data import to_tensor
-    from .lfw import pair_similarities
-    from .metrics import lfw_accuracy
+    from .protocols import pair_result
 
     files, (i1, i2, issame, folds) = lfw_protocol(str(lfw_dir), pairs_path)
     crops = _lfw_crops(tuple(files), 112 if input_size > 64 else 72)
@@ -94,5 +95,5 @@ def lfw_eval(model: torch.nn.Module, lfw_dir: str, input_size: int, device: str 
                 e = e + model(torch.flip(x, dims=[3]))
             emb.append(torch.nn.functional.normalize(e.float(), dim=1).cpu().numpy())
     emb = np.concatenate(emb)
-    res = lfw_accuracy(pair_similarities(emb, i1, i2), issame, folds=folds)
-    return {"lfw_acc": float(res["mean"]), "lfw_std": float(res["std"]), "lfw_spread": embedding_spread(emb)}
+    res = pair_result(emb, i1, i2, issame, folds)
+    return {"lfw_acc": float(res["mean"]), "lfw_std": float(res["std"]), "lfw_spread": float(res["spread"])}

@@ -126,12 +126,27 @@ def open_source(path: str | os.PathLike) -> FrameSource:
 
 
 def check_output_path(path: str | os.PathLike) -> Path:
-    """The output path, or ValueError when its folder is missing or its type unsupported."""
+    """The output path, or ValueError when its type is unsupported or it cannot be written."""
     p = Path(path)
     if p.suffix.lower() not in OUTPUT_EXTENSIONS:
         raise ValueError(f"--output_path {p}: use a .gif or .mp4 file name")
+    return check_writable(p, "--output_path")
+
+
+def check_writable(path: str | os.PathLike, flag: str) -> Path:
+    """``path`` when a file can be created there (tried: a probe file in its folder, removed at once),
+    else ValueError naming ``flag``: a folder given as the file, a missing or read-only folder."""
+    p = Path(path)
+    if p.is_dir():
+        raise ValueError(f"{flag} {p}: is a folder; give a file name inside it")
     if not p.parent.resolve().is_dir():
-        raise ValueError(f"--output_path {p}: folder {p.parent} does not exist; create it or choose another path")
+        raise ValueError(f"{flag} {p}: folder {p.parent} does not exist; create it or choose another path")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{p.name}.probe.", dir=p.parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise ValueError(f"{flag} {p}: cannot write in {p.parent} ({e.strerror}); choose another folder") from None
     return p
 
 

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from facecore.files import list_images, load_rgb
+from conftest import need_data
 from facecore.folder import JOURNAL, align_folder, output_names, read_manifest, summarize
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -128,3 +129,109 @@ def test_list_images_skips_hidden_and_other_files(tmp_path):
     for n in ["a/1.jpg", "a/.hidden.jpg", "a/notes.txt", "a/2.PNG"]:
         (tmp_path / n).write_bytes(b"x")
     assert list_images(tmp_path) == ["a/1.jpg", "a/2.PNG"]
+
+
+@pytest.fixture()
+def three_faces(lfw_dir, tmp_path) -> Path:
+    """A source tree of three LFW photos (one person), copied so that they can be changed."""
+    import shutil
+
+    src = tmp_path / "src" / "p"
+    src.mkdir(parents=True)
+    for i, f in enumerate(sorted(lfw_dir.glob("George_W_Bush/*.jpg"))[:3]):
+        shutil.copy(f, src / f"{i}.jpg")
+    return src.parent
+
+
+class _NoDetector:
+    """Fails the test when anything is detected: a resume that should redo nothing."""
+    name, settings = "mtcnn", None
+
+    def detect(self, images):
+        raise AssertionError(f"{len(images)} images were detected again")
+
+
+def test_resume_redoes_a_deleted_crop_and_a_replaced_source_only(three_faces, lfw_dir, tmp_path):
+    dst = tmp_path / "out"
+    m1 = align_folder(three_faces, dst, num_workers=0, progress=False)
+    assert list(m1.status) == ["ok"] * 3 and list(m1.src_size) == [(three_faces / p).stat().st_size for p in m1.path]
+    keep = (dst / "p/2.jpg").stat().st_ino
+    (dst / "p/0.jpg").unlink()  # a crop lost
+    other = sorted(lfw_dir.glob("Colin_Powell/*.jpg"))[0]
+    (three_faces / "p/1.jpg").write_bytes(other.read_bytes())  # a source replaced
+    m2 = align_folder(three_faces, dst, num_workers=0, progress=False)
+    assert (dst / "p/0.jpg").is_file() and (dst / "p/2.jpg").stat().st_ino == keep  # only the stale ones redone
+    assert m2.loc[0, "x1"] == m1.loc[0, "x1"] and m2.loc[1, "src_size"] == other.stat().st_size
+    assert m2.loc[1, "x1"] != m1.loc[1, "x1"]  # the new photo's face, not the old one's
+    assert len(m2) == 3 and m2.path.is_unique
+
+
+def test_a_journal_of_the_old_format_is_resumed_without_redoing(three_faces, tmp_path):
+    """Journals written before the size/mtime/padded columns (e.g. a 58k-image alignment) stay valid."""
+    import json
+
+    from facecore.folder import CONFIG, MANIFEST, OLD_COLUMNS
+
+    dst = tmp_path / "out"
+    align_folder(three_faces, dst, num_workers=0, progress=False)
+    rows = [line.split(",")[:len(OLD_COLUMNS)] for line in (dst / JOURNAL).read_text().splitlines()]
+    (dst / JOURNAL).write_text("".join(",".join(r) + "\n" for r in rows))  # the old 22-column rows
+    cfg = json.loads((dst / CONFIG).read_text())
+    del cfg["detector"]  # the old config had no detector key
+    (dst / CONFIG).write_text(json.dumps(cfg))
+    (dst / MANIFEST).unlink()
+    m = align_folder(three_faces, dst, num_workers=0, progress=False, detector=_NoDetector())
+    assert list(m.status) == ["ok"] * 3 and m.src_size.isna().all()
+    (dst / "p/1.jpg").unlink()  # an old row whose crop is gone is redone
+    with pytest.raises(AssertionError, match="1 images were detected again"):
+        align_folder(three_faces, dst, num_workers=0, progress=False, detector=_NoDetector())
+
+
+def test_read_manifest_rejects_a_torn_file(three_faces, tmp_path):
+    from facecore.folder import MANIFEST
+
+    dst = tmp_path / "out"
+    align_folder(three_faces, dst, num_workers=0, progress=False)
+    text = (dst / MANIFEST).read_text()
+    (dst / MANIFEST).write_text(text[: len(text) - 40])  # cut mid-row
+    with pytest.raises(ValueError, match="torn.*rerun align_folder"):
+        read_manifest(dst)
+    lines = text.splitlines(keepends=True)
+    (dst / MANIFEST).write_text("".join(lines[:2]) + lines[2][:50] + "\n" + "".join(lines[3:]))  # a short row
+    with pytest.raises(ValueError, match="line 3: damaged row"):
+        read_manifest(dst)
+    assert len(align_folder(three_faces, dst, num_workers=0, progress=False)) == 3  # a rerun rewrites it
+
+
+def test_tight_crop_is_found_by_the_padded_retry(tmp_path):
+    """A CFP profile cut to its fiducials' box that MTCNN misses: the retry on the padded photo finds
+    it, its landmarks are the padded photo's (brute force: detect it padded) minus the border, and the
+    manifest says the retry found it."""
+    from PIL import Image
+
+    from facecore.cfp import read_fiducials
+    from facecore.detect import pad_image
+    from facecore.detectors import create_detector
+
+    root = need_data("cfp")
+    plain, retry = create_detector("mtcnn", pad_frac=0.0), create_detector("mtcnn")
+    fid = read_fiducials(str(root))
+    for name in sorted(k for k in fid if "/profile/" in k)[:40]:
+        rgb = load_rgb(root / name).rgb
+        lo, hi = fid[name].min(0).round().astype(int).clip(0), fid[name].max(0).round().astype(int)
+        tight = np.ascontiguousarray(rgb[lo[1]:hi[1] + 1, lo[0]:hi[0] + 1])
+        if len(plain.detect([tight])[0]) == 0 and len(retry.detect([tight])[0]):
+            break
+    else:
+        pytest.fail("no profile among the first 40 is missed plainly and found by the retry")
+    got = retry.detect([tight])[0]
+    padded, p = pad_image(tight, retry.pad_frac, retry.pad_mode)
+    ref = plain.detect([padded])[0]
+    assert got.padded and np.array_equal(got.landmarks, ref.landmarks - p) and np.array_equal(got.boxes, ref.boxes - p)
+    src = tmp_path / "src" / "p"
+    src.mkdir(parents=True)
+    Image.fromarray(tight).save(src / "tight.png")
+    m = align_folder(src.parent, tmp_path / "out", num_workers=0, progress=False, min_face_frac=0.0)
+    assert m.loc[0, "status"] == "ok" and m.loc[0, "padded"] == 1
+    off = align_folder(src.parent, tmp_path / "off", num_workers=0, progress=False, min_face_frac=0.0, pad_frac=0.0)
+    assert off.loc[0, "status"] == "no_face"

@@ -101,7 +101,7 @@ def test_bad_input_one_line_exit_2(tmp_path, checkpoint, case):
                           "does not exist"),
         "model_name": (["--model_name", "no_such_model", "--source", clip], "no_such_model"),
     }[case]
-    r = realtime(*args, "--no-display")
+    r = realtime(*args, "--no-display", "--report_json", tmp_path / "r.json")  # an output: the run is meant
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("realtime.py: error:") and expect in lines[0], r.stderr
@@ -171,11 +171,11 @@ def test_agreement_and_label_changes_on_known_frames():
 
 
 def test_default_data_paths_follow_facecore_data(monkeypatch, tmp_path):
-    import realtime
+    from facecore.recognizer import input_path
 
     monkeypatch.setenv("FACECORE_DATA", str(tmp_path))
-    assert realtime.data_path("../shared/data/demo/x.mp4") == tmp_path / "demo" / "x.mp4"
-    assert realtime.data_path("elsewhere/x.mp4") == Path("elsewhere/x.mp4")
+    assert input_path("../shared/data/demo/x.mp4") == tmp_path / "demo" / "x.mp4"
+    assert input_path("elsewhere/x.mp4") == Path("elsewhere/x.mp4")
 
 
 def test_threshold_comes_from_the_checkpoints_fpr_table(tmp_path):
@@ -212,3 +212,56 @@ def test_default_model_names_the_performer_and_no_one_else(tmp_path):
     audience = [fr["faces"] for fr in frames if fr["index"] >= 211]
     assert sum(len(faces) >= 3 for faces in audience) >= 0.8 * len(audience)  # the audience faces are seen ...
     assert all(f["name"] == "Unknown" for faces in audience for f in faces)  # ... and nobody there is named
+
+
+@pytest.mark.parametrize("case", ["output_is_folder", "output_unwritable", "report_is_folder", "report_unwritable",
+                                  "cache_is_file", "threshold_nan", "threshold_inf", "threshold_range",
+                                  "nothing_to_do"])
+def test_outputs_and_threshold_refused_before_loading(tmp_path, case):
+    """Checked before the model, the camera or the video is touched: a bogus checkpoint and camera 99
+    would fail later with another message."""
+    (tmp_path / "folder.gif").mkdir()
+    (tmp_path / "cache_file").write_text("x")
+    ok_out = ["--output_path", tmp_path / "o.gif"]
+    args, expect = {
+        "output_is_folder": (["--output_path", tmp_path / "folder.gif"], "is a folder"),
+        "output_unwritable": (["--output_path", "/proc/o.gif"], "cannot write"),
+        "report_is_folder": (ok_out + ["--report_json", tmp_path], "is a folder"),
+        "report_unwritable": (ok_out + ["--report_json", "/proc/r.json"], "cannot write"),
+        "cache_is_file": (ok_out + ["--cache_dir", tmp_path / "cache_file"], "is a file"),
+        "threshold_nan": (ok_out + ["--threshold", "nan"], "--threshold nan"),
+        "threshold_inf": (ok_out + ["--threshold", "inf"], "--threshold inf"),
+        "threshold_range": (ok_out + ["--threshold", "1.5"], "[-1, 1]"),
+        "nothing_to_do": ([], "--output_path"),
+    }[case]
+    r = realtime("--checkpoint", tmp_path / "no.pt", "--cam", 99, "--no-display", *args)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and expect in lines[0], r.stderr
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no probe file left
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_signal_writes_outputs_and_leaves_no_temporary_file(tmp_path, checkpoint, clip_gallery, sig):
+    import signal
+    import time
+
+    clip = need_data(*CLIP)
+    gif, report = tmp_path / "out.gif", tmp_path / "report.json"
+    p = subprocess.Popen([sys.executable, str(ROOT / "realtime.py"), "--checkpoint", checkpoint, "--source", clip,
+                          "--people_faces", clip_gallery, "--no-display", "--output_path", gif, "--report_json",
+                          report, "--threshold", "-1", "--cache_dir", tmp_path / "cache"], cwd=ROOT,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert p.stdout.readline().startswith("source:")  # the frame loop starts now
+    time.sleep(3)
+    p.send_signal(getattr(signal, sig))
+    time.sleep(0.05)
+    p.send_signal(getattr(signal, sig))  # a second one while the outputs are written
+    out, err = p.communicate(timeout=300)
+    assert p.returncode == 0 and "Traceback" not in err, (out, err)
+    rep = json.loads(report.read_text())
+    assert rep["stopped_by"] == sig and 0 < rep["frames_processed"] < 275
+    from PIL import Image
+
+    with Image.open(gif) as im:
+        assert im.n_frames == rep["output"]["frames"] >= 1
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["cache", "out.gif", "report.json"]

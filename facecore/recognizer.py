@@ -1,0 +1,134 @@
+"""A ready ``Recognizer`` from a model name: checkpoint resolution, threshold choice, gallery.
+
+    rec = Recognizer.from_name("ce-inceptionresnetv1-min10", "people_faces", fpr=0.01)
+    faces = rec.process(frame_rgb)
+
+The model is a name of ``config.params`` (default ``config.DEFAULT_MODEL``) or a checkpoint file;
+the threshold is the one the checkpoint stores for LFW false-positive rate ``fpr``
+(``meta["thresholds_by_fpr"]``), a given ``threshold``, or a fallback with a warning. Bad choices
+raise ``ModelChoiceError`` (a ValueError) with one line naming the argument and what to do.
+"""
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from pathlib import Path
+
+from .paths import PROJECT_ROOT
+
+# Default operating point: the threshold at which 1 % of LFW's mismatched pairs pass. With the
+# default model, 3 % names an audience member on the demo clip (similarity 0.40 vs a threshold of
+# 0.385), while 1 % (0.456) still names the performer's close-ups (0.46-0.76); see README
+# "Real-time recognition".
+REALTIME_FPR = 0.01
+DEFAULT_DATA = "../shared/data"
+GALLERY_CACHE = PROJECT_ROOT / "cache" / "gallery"
+
+
+class ModelChoiceError(ValueError):
+    """A model name, checkpoint, FPR or threshold that cannot be used (one line, says what to do)."""
+
+
+def input_path(path: str | os.PathLike) -> Path:
+    """``path``; one under the default data folder (../shared/data/...) that is absent is looked up
+    under ``$FACECORE_DATA`` instead, so `make demo`'s command works wherever the data lives."""
+    p = Path(path)
+    env = os.environ.get("FACECORE_DATA")
+    parts = Path(DEFAULT_DATA).parts
+    if not p.exists() and env and p.parts[: len(parts)] == parts:
+        return Path(env).expanduser().joinpath(*p.parts[len(parts):])
+    return p
+
+
+def check_threshold(threshold: float | None) -> None:
+    """A cosine-similarity threshold must be finite and in [-1, 1]."""
+    if threshold is not None and not (math.isfinite(threshold) and -1.0 <= threshold <= 1.0):
+        raise ModelChoiceError(f"--threshold {threshold}: must be a cosine similarity in [-1, 1]")
+
+
+def resolve_checkpoint(model_name: str | None = None, checkpoint: str | os.PathLike | None = None) -> Path:
+    """The checkpoint file: ``checkpoint``, else ``model_name`` or ``config.DEFAULT_MODEL`` via ``config.params``."""
+    if checkpoint:
+        if not Path(checkpoint).is_file():
+            raise ModelChoiceError(f"--checkpoint {checkpoint}: no such file")
+        return Path(checkpoint)
+    import config
+
+    name = model_name or config.DEFAULT_MODEL
+    if name is None:
+        raise ModelChoiceError("no model: config.DEFAULT_MODEL is unset and no --model_name was given; "
+                               f"valid names: {', '.join(sorted(config.params)) or '(none shipped yet)'}; "
+                               "or pass --checkpoint PATH")
+    try:
+        path = config.checkpoint_path(name)
+    except KeyError as e:
+        raise ModelChoiceError(f"--model_name: {e.args[0]}") from None
+    if not path.is_file():
+        raise ModelChoiceError(f"model {name!r}: checkpoint {path} is missing (config.params); train or fetch it first")
+    return path
+
+
+def choose_threshold(meta: dict, fpr: float = REALTIME_FPR, threshold: float | None = None,
+                     source: str = "checkpoint") -> tuple[float, str]:
+    """(threshold, where it comes from): ``threshold``, else the checkpoint's for LFW FPR ``fpr``."""
+    from .recognize import FALLBACK_THRESHOLD
+
+    check_threshold(threshold)
+    if threshold is not None:
+        return float(threshold), "--threshold"
+    table = meta.get("thresholds_by_fpr") or {}
+    if table:
+        match = [k for k in table if math.isclose(float(k), fpr, rel_tol=1e-6)]
+        if not match:
+            raise ModelChoiceError(f"--fpr {fpr}: {source} stores thresholds for FPR "
+                                   f"{', '.join(sorted(table, key=float))}; pick one or pass --threshold")
+        return float(table[match[0]]), f"checkpoint, calibrated on LFW at FPR {float(match[0]):g}"
+    if meta.get("threshold") is not None:
+        at = meta.get("threshold_fpr")
+        warnings.warn(f"{source} stores one threshold (LFW FPR {at}), not a table; --fpr is ignored", UserWarning)
+        return float(meta["threshold"]), f"checkpoint, calibrated on LFW at FPR {at}"
+    warnings.warn(f"{source} stores no calibrated threshold (meta['threshold']); using the fallback "
+                  f"{FALLBACK_THRESHOLD} (set --threshold to override)", UserWarning)
+    return FALLBACK_THRESHOLD, "fallback"
+
+
+def load_model(model_name: str | None = None, checkpoint: str | os.PathLike | None = None, fpr: float = REALTIME_FPR,
+               threshold: float | None = None, device: str = "cpu"):
+    """(embedder, threshold, where the threshold comes from)."""
+    import torch
+
+    from .models import load_embedder
+
+    check_threshold(threshold)
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ModelChoiceError("--device cuda: torch sees no CUDA GPU here; use --device cpu")
+    path = resolve_checkpoint(model_name, checkpoint)
+    try:
+        embedder = load_embedder(path, device=device)
+    except (FileNotFoundError, ValueError) as e:
+        first = str(e).splitlines()[0]
+        raise ModelChoiceError(f"checkpoint: {first if len(first) < 160 else first[:157] + '...'}") from None
+    thr, origin = choose_threshold(embedder.meta, fpr, threshold, path.name)
+    return embedder, thr, origin
+
+
+def from_name(model_name: str | None = None, people_faces: str | os.PathLike = PROJECT_ROOT / "people_faces",
+              fpr: float = REALTIME_FPR, threshold: float | None = None, checkpoint: str | os.PathLike | None = None,
+              device: str = "cpu", config=None, cache_dir: str | os.PathLike | None = GALLERY_CACHE,
+              detector=None):
+    """A ``Recognizer`` of the people in ``people_faces`` with a named model (``Recognizer.from_name``).
+
+    ``detector`` (a name or object, ``facecore.detectors``) finds the gallery's faces; the video
+    frames' detector is set by ``config`` (``RecognizerConfig``).
+    """
+    from .gallery import build_gallery
+    from .recognize import Recognizer
+
+    people = input_path(people_faces)
+    if not people.is_dir():
+        raise ModelChoiceError(f"--people_faces {people}: no such folder (one sub-folder or photo per person)")
+    embedder, thr, origin = load_model(model_name, checkpoint, fpr, threshold, device)
+    gallery = build_gallery(people, embedder, detector=detector, cache_dir=cache_dir)
+    kw = {} if config is None else {"config": config}
+    return Recognizer(embedder, gallery, thr, threshold_origin=origin, **kw)
