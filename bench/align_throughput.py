@@ -9,12 +9,9 @@ vectorised MTCNN, worker decoding, 5-point similarity warp), the plain loop with
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def main() -> None:

@@ -18,11 +18,8 @@ import os
 import resource
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 FPRS = [0.5, 0.25, 0.1, 0.05, 0.01, 0.005, 0.001]
 

@@ -122,8 +122,10 @@ class FaceDetector:
     """Batched MTCNN. ``detect(images)`` takes a list of HxWx3 uint8 RGB arrays of any sizes.
 
     ``pad_frac`` > 0: an image where no face is found is searched once more with a border of that
-    share of its shorter side (``pad_mode``: ``constant`` black or ``edge`` replicated), which finds
-    faces in photos cropped tightly around them; such detections have ``padded=True``.
+    share of its shorter side (``pad_mode``: ``edge`` replicated or ``constant`` black), which finds
+    faces in photos cropped tightly around them; such detections have ``padded=True``. Edge
+    replication found more (``bench/tight_crops.py``: LFW cut to MTCNN's box shrunk by 10 %: 52.3 %
+    found without the retry, 94.3 % with a black border, 99.7 % with the edge replicated).
     """
 
     name = "mtcnn"
@@ -131,7 +133,7 @@ class FaceDetector:
     def __init__(self, device: str = "cpu", min_face_size: float = 20.0,
                  thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7), factor: float = 0.709,
                  max_side: int = 1024, min_face_frac: float = 0.0, pad_frac: float = 0.25,
-                 pad_mode: str = "constant"):
+                 pad_mode: str = "edge"):
         from facenet_pytorch.models.mtcnn import ONet, PNet, RNet  # shipped weights, no download
 
         self.device = torch.device(device)

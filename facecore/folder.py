@@ -256,3 +256,36 @@ def _resolve_landmarker(landmarks: str | Landmarker, device: str) -> Landmarker 
 
         return load_default_landmarker(device=device)
     raise ValueError(f"landmarks must be 'mtcnn', 'custom' or a callable, got {landmarks!r}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m facecore.folder SRC DST [--size 112] [--limit N]``: align (or resume) a folder;
+    ``python -m facecore.folder --check DST``: read its manifest. Bad input: one line, exit 2."""
+    import argparse
+    import sys
+
+    p = argparse.ArgumentParser(prog="python -m facecore.folder", description=main.__doc__.split("\n")[0])
+    p.add_argument("src", nargs="?", help="folder of <identity>/<image> photos")
+    p.add_argument("dst", help="folder of aligned crops and manifest.csv")
+    p.add_argument("--check", action="store_true", help="only read and summarise dst's manifest")
+    p.add_argument("--size", type=int, default=112)
+    p.add_argument("--limit", type=int)
+    p.add_argument("--min_face_frac", type=float, default=0.2)
+    args = p.parse_args(argv)
+    try:
+        if args.check:
+            m = read_manifest(args.dst)
+        elif args.src is None:
+            raise ValueError("give SRC and DST, or --check DST")
+        else:
+            m = align_folder(args.src, args.dst, size=args.size, limit=args.limit, min_face_frac=args.min_face_frac,
+                             num_workers=0, progress=False)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"facecore.folder: error: {e}", file=sys.stderr)
+        return 2
+    print(summarize(m)[["images"]].T.to_string(index=False))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -58,3 +58,39 @@ def test_real_pairs_file():
     root = need_data("lfw", "lfw-deepfunneled")
     missing = [p for p in lfw.pair_paths(pairs) if not (root / p).exists()]
     assert not missing, missing[:5]
+
+
+def test_lfw_eval_is_the_protocol_figures_of_brute_force_embeddings(lfw_dir, tmp_path):
+    """validate.lfw_eval (the trainer's per-epoch check) on a 2-fold pairs file: the same figures as
+    lfw_accuracy on embeddings computed here crop by crop."""
+    import cv2
+    import torch
+
+    from facecore.data import to_tensor
+    from facecore.metrics import lfw_accuracy
+    from facecore.validate import lfw_eval
+
+    names = {"George_W_Bush": 6, "Colin_Powell": 6}
+    for name, n in names.items():
+        (tmp_path / name).mkdir()
+        for i, src in enumerate(sorted((lfw_dir / name).glob("*.jpg"))[:n], start=1):  # renumbered 1..n
+            (tmp_path / name / f"{name}_{i:04d}.jpg").write_bytes(src.read_bytes())
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_text("2\t3\nGeorge_W_Bush\t1\t2\nColin_Powell\t1\t2\nGeorge_W_Bush\t3\t4\n"
+                     "George_W_Bush\t1\tColin_Powell\t3\nGeorge_W_Bush\t5\tColin_Powell\t4\nColin_Powell\t5\tGeorge_W_Bush\t6\n"
+                     "Colin_Powell\t3\t6\nGeorge_W_Bush\t5\t6\nColin_Powell\t4\t5\n"
+                     "George_W_Bush\t2\tColin_Powell\t6\nGeorge_W_Bush\t3\tColin_Powell\t1\nColin_Powell\t2\tGeorge_W_Bush\t4\n")
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(4), torch.nn.Flatten(), torch.nn.Linear(48, 8)).eval()
+    got = lfw_eval(model, str(tmp_path), 32, pairs_path=str(pairs))
+
+    def emb(name, i):
+        img = cv2.resize(cv2.imread(str(tmp_path / name / f"{name}_{i:04d}.jpg")), (112, 112), interpolation=cv2.INTER_AREA)
+        with torch.inference_mode():
+            return torch.nn.functional.normalize(model(to_tensor(img[None, ..., ::-1].copy(), 32)), dim=1)[0].numpy()
+
+    rows = [ln.split("\t") for ln in pairs.read_text().splitlines()[1:]]
+    sims = [float(emb(r[0], int(r[1])) @ (emb(r[0], int(r[2])) if len(r) == 3 else emb(r[2], int(r[3])))) for r in rows]
+    ref = lfw_accuracy(np.array(sims), np.array([len(r) == 3 for r in rows]), np.repeat([0, 1], 6))
+    assert got["lfw_acc"] == pytest.approx(ref["mean"]) and got["lfw_std"] == pytest.approx(ref["std"])
+    assert 0 < got["lfw_spread"] <= 1
