@@ -21,15 +21,14 @@ import pandas as pd
 import torch
 import torch.distributed as dist
 
-from .checkpoint import (checkpoint_meta, export_for_shipping, load_weights, read_checkpoint,  # noqa: F401
-                         save_checkpoint)
+from .checkpoint import checkpoint_meta, export_for_shipping, save_checkpoint  # noqa: F401 (re-export)
 from .data import PKSampler, augment, load_crops, scan_identities, shuffled_batches, split_per_identity, to_tensor
 from .losses import build_loss
 from .models import create_model, default_input_size, recalibrate_bn  # noqa: F401 (re-export)
 from .paths import project_path
 from .preprocessing import ALIGN_SIZE, cache_crop_size
 from .runtime import autocast, dist_rank_world, set_threads, setup_distributed
-from .trainstate import restore_rng, rng_states, write_history
+from .trainstate import load_last, restore_generators, rng_states, write_history
 from .validate import embedding_spread, evaluate_classifier, evaluate_pairs, lfw_eval
 
 
@@ -111,7 +110,6 @@ class _Run:
     sampler: PKSampler | None = None
     history: list[dict] = field(default_factory=list)
     best_val: float = float("inf")
-    resumed_state: dict | None = None
 
     def meta(self, metrics: dict) -> dict:
         return checkpoint_meta(self.cfg.arch, self.cfg.embedding_dim, self.input_size, self.classes,
@@ -153,8 +151,12 @@ def _prepare(cfg: TrainConfig, out: Path, device: str, progress: bool) -> _Run:
                np.array([index[p] for p in train_set.paths]), train_set.labels,
                np.array([index[p] for p in val_set.paths]), val_set.labels, model, loss_fn,
                _optimizer(cfg, model, loss_fn))
-    if (out / "last.pt").exists():
-        _resume(run, out / "last.pt")
+    last = out / "last.pt"
+    if last.exists():
+        state = load_last(last, asdict(cfg), asdict(TrainConfig()), model, run.loss_fn, run.opt)
+        run.history, run.best_val = json.loads(state["history_json"]), float(state["best_val"])
+        if rank == 0:
+            print(f"resuming {out} after epoch {len(run.history)}")
     elif cfg.init_from:
         from .warmstart import warm_start
 
@@ -167,22 +169,11 @@ def _prepare(cfg: TrainConfig, out: Path, device: str, progress: bool) -> _Run:
     run.gen = torch.Generator().manual_seed(cfg.seed * 1000 + rank)
     if getattr(loss_fn, "sampler", "shuffled") == "pk":
         run.sampler = PKSampler(train_set.labels, cfg.p_identities, cfg.k_images, cfg.seed)
-    if run.resumed_state:
-        _restore_state(run, run.resumed_state)
+    if last.exists():  # last: everything that draws random numbers is built
+        pos = restore_generators(state, run.scaler, run.gen, rank, world, device)
+        if pos is not None and run.sampler is not None:
+            run.sampler.epoch = int(pos)
     return run
-
-
-def _restore_state(run: _Run, state: dict) -> None:
-    """The scaler and random generators of a ``last.pt``; one written before they were saved resumes
-    with fresh generators (as facecore did then), saying so."""
-    if state.get("scaler"):
-        run.scaler.load_state_dict(state["scaler"])
-    pos = restore_rng(state.get("rng"), run.rank, run.world, run.gen, run.device)
-    if pos is not None and run.sampler is not None:
-        run.sampler.epoch = int(pos)
-    if pos is None and not state.get("rng") and run.rank == 0:
-        print(f"{run.out / 'last.pt'} holds no random-generator state (written by an older facecore): resuming "
-              f"with fresh generators, so the result differs slightly from an uninterrupted run")
 
 
 def _optimizer(cfg: TrainConfig, model: torch.nn.Module, loss_fn: torch.nn.Module) -> torch.optim.Optimizer:
@@ -275,24 +266,6 @@ def _end_epoch(run: _Run, epoch: int, row: dict, progress: bool) -> None:
             print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
     if run.world > 1:
         dist.barrier()
-
-
-def _resume(run: _Run, last_path: Path) -> None:
-    """Load model, loss, optimiser and history from ``last.pt``; the scaler and random generators
-    are restored at the end of ``_prepare`` (``_restore_rng``), after everything that draws from them."""
-    state = read_checkpoint(last_path)
-    stored = {**asdict(TrainConfig()), **state["meta"]["config"]}  # fields added since take defaults
-    if stored != asdict(run.cfg):
-        raise ValueError(f"{last_path} was written by another configuration; use a new output folder "
-                         f"or delete it to start again")
-    load_weights(run.model, state["state_dict"], last_path)
-    load_weights(run.loss_fn, state["loss_state"], last_path, "loss parameters (class centres)")
-    run.opt.load_state_dict(state["optimizer"])
-    run.history = json.loads(state["history_json"])
-    run.best_val = float(state["best_val"])
-    run.resumed_state = state
-    if run.rank == 0:
-        print(f"resuming {run.out} after epoch {len(run.history)}")
 
 
 def _validate(run: _Run, with_lfw: bool = True) -> dict:

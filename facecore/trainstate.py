@@ -11,6 +11,7 @@ import pandas as pd
 import torch
 import torch.distributed as dist
 
+from .checkpoint import load_weights, read_checkpoint
 from .files import atomic_write_text
 
 
@@ -27,9 +28,10 @@ def rng_states(gen: torch.Generator, sampler_epoch: int | None, device: str, wor
     return out
 
 
-def restore_rng(states: list[dict] | None, rank: int, world: int, gen: torch.Generator, device: str) -> int | None:
-    """Put back this rank's generators from ``rng_states`` output; returns the sampler position, or
-    None (nothing restored) when ``states`` is missing or from another number of processes."""
+def restore_rng(states: list[dict] | None, rank: int, world: int, gen: torch.Generator, device: str) -> dict | None:
+    """Put back this rank's generators from ``rng_states`` output; returns this rank's entry (with the
+    sampler position), or None (nothing restored) when ``states`` is missing or from another number of
+    processes."""
     if not states or len(states) != world:
         return None
     r = states[rank]
@@ -41,7 +43,35 @@ def restore_rng(states: list[dict] | None, rank: int, world: int, gen: torch.Gen
     version, internal, gauss_next = r["python"]
     random.setstate((int(version), tuple(int(v) for v in internal), gauss_next))
     gen.set_state(r["augment"])
-    return r.get("sampler_epoch")
+    return r
+
+
+def load_last(path: Path, config: dict, defaults: dict, model: torch.nn.Module, loss_fn: torch.nn.Module,
+              opt: torch.optim.Optimizer) -> dict:
+    """Load model, loss and optimiser from a run's ``last.pt`` written with ``config`` (stored fields
+    missing there take ``defaults``: fields added since); returns the checkpoint dict."""
+    state = read_checkpoint(path)
+    if {**defaults, **state["meta"]["config"]} != config:
+        raise ValueError(f"{path} was written by another configuration; use a new output folder "
+                         f"or delete it to start again")
+    load_weights(model, state["state_dict"], path)
+    load_weights(loss_fn, state["loss_state"], path, "loss parameters (class centres)")
+    opt.load_state_dict(state["optimizer"])
+    return state
+
+
+def restore_generators(state: dict, scaler, gen: torch.Generator, rank: int, world: int, device: str) -> int | None:
+    """The scaler and random generators of a ``last.pt``; returns the sampler position (None: keep).
+    One written before they were saved (or by another number of processes) resumes with fresh
+    generators, as facecore did then, saying so."""
+    if state.get("scaler"):
+        scaler.load_state_dict(state["scaler"])
+    mine = restore_rng(state.get("rng"), rank, world, gen, device)
+    if mine is None and rank == 0:
+        print("last.pt holds no random-generator state for this run (written by an older facecore, or by "
+              "another number of processes): resuming with fresh generators, so the result differs "
+              "slightly from an uninterrupted run")
+    return None if mine is None else mine.get("sampler_epoch")
 
 
 def _numpy_state() -> tuple:
