@@ -74,17 +74,16 @@ def pair_result(embeddings: np.ndarray, i1: np.ndarray, i2: np.ndarray, issame: 
 
 
 def _images(src: Path, aligned_dir, default: str, detector, progress: bool) -> tuple[Path, bool]:
-    """(image root, whether it holds aligned crops). Without ``aligned_dir`` the crops are made (once)
-    under ``cache/aligned/<default>``; a given ``aligned_dir`` without a manifest means the raw photos,
-    faces detected on the fly."""
+    """(image root, whether it holds aligned crops). A given ``aligned_dir`` that exists holds the
+    crops; one that does not exist means the raw photos, faces detected on the fly. Without
+    ``aligned_dir`` the crops are made (once, resumably) under ``cache/aligned/<default>``."""
     from .folder import MANIFEST, align_folder
 
-    dst = Path(aligned_dir) if aligned_dir else ALIGNED_ROOT / default
-    if (dst / MANIFEST).exists():
-        return dst, True
     if aligned_dir:
-        return src, False
-    align_folder(src, dst, detector=detector, progress=progress, **LFW_ALIGN)
+        return (Path(aligned_dir), True) if Path(aligned_dir).is_dir() else (src, False)
+    dst = ALIGNED_ROOT / default
+    if not (dst / MANIFEST).exists():
+        align_folder(src, dst, detector=detector, progress=progress, **LFW_ALIGN)
     return dst, True
 
 

@@ -65,7 +65,7 @@ class Recognizer:
     gallery: Gallery
     threshold: float
     config: RecognizerConfig = field(default_factory=RecognizerConfig)
-    detector: FaceDetector | None = None
+    detector: FaceDetector | str | None = None  # an object or a facecore.detectors name (None: MTCNN)
     frame_index: int = -1
     counts: Counter = field(default_factory=Counter)
     threshold_origin: str = ""  # where the threshold comes from (from_name: the checkpoint's FPR table, ...)
@@ -85,9 +85,11 @@ class Recognizer:
         self._cv2 = cv2
         c = self.config
         # video frames: no padded retry (a frame without a face is the common case, not a tight crop)
-        if self.detector is None:
+        if self.detector is None or self.detector == "mtcnn":
             self.detector = create_detector("mtcnn", device=self.embedder.device, min_face_size=c.min_face_px,
                                             max_side=c.detect_side_px, pad_frac=0.0)
+        elif isinstance(self.detector, str):  # another registered detector, with its own defaults
+            self.detector = create_detector(self.detector)
         self.refiner = (create_detector("mtcnn", device=self.embedder.device, min_face_frac=0.3,
                                         max_side=c.refine_side_px, pad_frac=0.0) if c.refine_side_px else None)
         self.flow = FlowTracker()

@@ -265,3 +265,20 @@ def test_signal_writes_outputs_and_leaves_no_temporary_file(tmp_path, checkpoint
     with Image.open(gif) as im:
         assert im.n_frames == rep["output"]["frames"] >= 1
     assert sorted(x.name for x in tmp_path.iterdir()) == ["cache", "out.gif", "report.json"]
+
+
+def test_recognizer_from_name_resolves_model_and_threshold(tmp_path, checkpoint, clip_gallery):
+    from facecore.recognize import Recognizer
+    from facecore.recognizer import ModelChoiceError
+
+    with pytest.raises(ModelChoiceError, match="unknown model name 'nope'; valid names: .*ce-inceptionresnetv1-min10"):
+        Recognizer.from_name("nope", clip_gallery)
+    with pytest.raises(ModelChoiceError, match=r"--threshold nan"):
+        Recognizer.from_name(checkpoint=checkpoint, people_faces=clip_gallery, threshold=float("nan"))
+    with pytest.warns(UserWarning, match="no calibrated threshold"):
+        rec = Recognizer.from_name(checkpoint=checkpoint, people_faces=clip_gallery, cache_dir=tmp_path / "c")
+    assert (rec.threshold, rec.threshold_origin) == (0.4, "fallback") and rec.gallery.names == ["Clip_Person"]
+    assert rec.detector.settings["pad_frac"] == 0.0  # video frames: no padded retry
+    rec2 = Recognizer.from_name(checkpoint=checkpoint, people_faces=clip_gallery, threshold=0.3, cache_dir=tmp_path / "c")
+    assert (rec2.threshold, rec2.threshold_origin) == (0.3, "--threshold")
+    np.testing.assert_array_equal(rec2.gallery.embeddings, rec.gallery.embeddings)
