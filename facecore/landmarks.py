@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from .files import atomic_write_bytes
 from .landmarks_data import FLIP_ORDER, crop_matrix, invert_matrix, map_points, to_tensor, warp_crop
-from .models import float_state_dict
+from .checkpoint import load_weights, verify_zip
 from .paths import PROJECT_ROOT
 
 LANDMARKER_FORMAT = "facecore-landmarker-v1"
@@ -278,11 +278,12 @@ def load_landmarker(path: str | os.PathLike, device: str = "cpu", flip: bool = T
     if not path.exists():
         raise FileNotFoundError(f"landmark model {path} not found: run notebooks/my-face-alignment.ipynb "
                                 f"(it trains the model and writes this file)")
+    verify_zip(path)  # a flipped byte is an error, not silently different landmarks
     blob = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(blob, dict) or blob.get("meta", {}).get("format") != LANDMARKER_FORMAT:
         raise ValueError(f"{path} is not a facecore landmarker (no meta.format == {LANDMARKER_FORMAT!r})")
     model = create_landmark_model(blob["meta"]["arch"])
-    model.load_state_dict(float_state_dict(blob["state_dict"]))
+    load_weights(model, blob["state_dict"], path)
     return Landmarker(model.to(memory_format=torch.channels_last), blob["meta"], device, flip)
 
 

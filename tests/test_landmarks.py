@@ -250,3 +250,19 @@ def test_align_folder_with_custom_landmarks_on_lfw(tmp_path):
     ok = ~np.isnan(a).any((1, 2)) & ~np.isnan(b).any((1, 2))
     err = lmk.nme(a[ok], b[ok])
     assert np.median(err) < 0.08 and err.max() < 0.25, err
+
+
+def test_landmarker_with_a_flipped_byte_is_refused(tmp_path):
+    import shutil
+
+    src = lmk.default_landmarker_path()
+    if not src.exists():
+        pytest.skip(f"{src} not in this checkout")
+    bad = tmp_path / "landmarker.pt"
+    data = bytearray(src.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    bad.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=r"landmarker\.pt is corrupt"):
+        lmk.load_landmarker(bad)
+    shutil.copyfile(src, bad)
+    lmk.load_landmarker(bad)  # the intact copy loads
