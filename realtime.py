@@ -296,9 +296,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _main(args)
     finally:
-        if not _STOPPING:  # after a stop, _stop stays: it ignores the signals that follow until the exit
-            for s, h in old.items():
-                signal.signal(s, h)
+        for s, h in old.items():
+            # after a stop, the signals that follow are ignored up to the process's exit (Python's
+            # shutdown would otherwise restore the default action, which kills with -SIGINT/-SIGTERM)
+            signal.signal(s, signal.SIG_IGN if _STOPPING else h)
 
 
 def _main(args: argparse.Namespace) -> int:

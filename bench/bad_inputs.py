@@ -36,7 +36,7 @@ from facecore.paths import PROJECT_ROOT as ROOT
 from facecore.paths import data_root
 
 PY = sys.executable
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
 @dataclass
