@@ -140,13 +140,13 @@ class Embedder:
 def load_embedder(path: str | os.PathLike, device: str = "cpu") -> Embedder:
     """Rebuild the network a checkpoint describes, load its weights (as float32) and return it.
 
-    A shipped model (``config.params``) is first checked against its recorded SHA-256; every
-    checkpoint's zip CRCs are checked on reading; weights that do not fit the architecture named in
+    A shipped model (``config.params``) is checked against its recorded SHA-256, any other
+    checkpoint against its zip CRCs; weights that do not fit the architecture named in
     meta raise one line naming the file."""
     from .zoo import verify_shipped
 
-    verify_shipped(path)
-    blob = read_checkpoint(path)
+    hashed = verify_shipped(path)
+    blob = read_checkpoint(path, verify=not hashed)  # a matching SHA-256 already covers every byte
     meta = blob["meta"]
     model = create_model(meta["arch"], embedding_dim=meta["embedding_dim"])
     load_weights(model, blob["state_dict"], path)

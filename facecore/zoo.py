@@ -33,21 +33,23 @@ def shipped_name(path: str | os.PathLike) -> str | None:
     return next((n for n, (p, _) in shipped_models().items() if p.resolve() == target), None)
 
 
-def verify_shipped(path: str | os.PathLike) -> None:
+def verify_shipped(path: str | os.PathLike) -> bool:
     """When ``path`` is a shipped model, check its SHA-256 against ``config.sha256``; a mismatch
-    raises naming the file and how to restore it. Other paths pass unchecked."""
+    raises naming the file and how to restore it. Returns whether the file was checked (other paths
+    pass unchecked)."""
     name = shipped_name(path)
     if name is None:
-        return
+        return False
     expected = shipped_models()[name][1]
     if expected is None:
-        return
+        return False
     actual = sha256_file(path)
     if actual != expected:
         raise ValueError(f"{path} (shipped model {name!r}) has SHA-256 {actual[:12]}..., config.py records "
                          f"{expected[:12]}...: the file is damaged or stale - restore it (git checkout {path}, "
                          f"or git lfs pull), or after re-exporting it on purpose record the new hash with "
                          f"facecore.zoo.record_hash")
+    return True
 
 
 _LINE = r'^(\s*"{name}"\s*:\s*")[0-9a-f]*(",?)'
