@@ -1,13 +1,16 @@
 """Run the notebooks in order, headless, with one parameter file per profile.
 
-    python -m facecore.pipeline --profile demo|smoke|full [--stages a,b] [--list] [--dry-run]
+    python -m facecore.pipeline --profile demo|smoke|full [--stages a,b] [-p NAME=VALUE ...] [--list] [--dry-run]
 
 Profiles live in ``notebooks/profiles/<name>.yaml``: a list of stages, each a notebook executed by
 papermill into ``runs/<profile>/`` (git-ignored) with its parameters, or a command. ``${DATA}`` in
 a value is the data root (``$FACECORE_DATA``, default ``../shared/data``), ``${WORK}`` the folder for
 large staged sets and long runs outside the project (``$FACECORE_WORK``, default ``../facecore-data``),
 ``${RUNS}`` the profile's run folder. Before anything runs, every stage's ``requires`` (paths under the data root) is
-checked, and all that is missing is named at once.
+checked, and all that is missing is named at once. ``-p NAME=VALUE`` is checked against the parameters
+cells of the selected stages' notebooks (name and declared type; exit 2 with one line otherwise) and
+goes to the stages whose notebook declares it. Executed notebooks are numbered by the stage's position
+in the whole profile, so runs of different ``--stages`` never overwrite each other.
 """
 from __future__ import annotations
 
