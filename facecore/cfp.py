@@ -94,11 +94,12 @@ def warp_from_fiducials(image: np.ndarray, points: np.ndarray, size: int = 112) 
 def align_cfp(cfp_root: str | os.PathLike, dst: str | os.PathLike, detector="mtcnn", size: int = 112,
               progress: bool = True, **align_kwargs) -> dict:
     """Align every CFP photo under ``dst`` (``align_folder`` layout); photos the detector misses are
-    aligned from their fiducials. Resumable. Returns counts, ``fiducial_aligned`` among them.
+    aligned from their fiducials (rewritten on every call, so never stale). Resumable. Returns counts,
+    ``fiducial_aligned`` among them.
 
     The fiducial-aligned files are listed in ``dst/fiducial_aligned.csv``.
     """
-    from .files import OK, atomic_write_text, encode_jpeg, load_rgb
+    from .files import OK, atomic_write_bytes, atomic_write_text, encode_jpeg, load_rgb
     from .folder import align_folder
 
     root = Path(cfp_root)
@@ -112,10 +113,7 @@ def align_cfp(cfp_root: str | os.PathLike, dst: str | os.PathLike, detector="mtc
         img = load_rgb(root / key, max_side=None)
         if key not in fid or img.status != OK:
             continue
-        if not out.exists():
-            from .files import atomic_write_bytes
-
-            atomic_write_bytes(out, encode_jpeg(warp_from_fiducials(img.rgb, fid[key], size), 95))
+        atomic_write_bytes(out, encode_jpeg(warp_from_fiducials(img.rgb, fid[key], size), 95))  # a few dozen: always fresh
         done.append(row["path"])
     atomic_write_text(dst / "fiducial_aligned.csv", "path\n" + "".join(f"{p}\n" for p in sorted(done)))
     counts = manifest["status"].value_counts().to_dict()
