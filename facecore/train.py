@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -311,7 +312,11 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(fields) - set(TrainConfig.__dataclass_fields__)
     if unknown:
         ap.error(f"unknown config field(s) {sorted(unknown)}; valid: {sorted(TrainConfig.__dataclass_fields__)}")
-    train(TrainConfig(**fields), args.out, device=args.device, progress=not args.quiet)
+    try:
+        train(TrainConfig(**fields), args.out, device=args.device, progress=not args.quiet)
+    except (ValueError, FileNotFoundError) as e:  # bad data or configuration: one line, exit 2
+        print(f"python -m facecore.train: {e}", file=sys.stderr)
+        return 2
     if dist.is_initialized():
         dist.destroy_process_group()
     return 0
