@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .faces import detect_align
-from .files import NO_FACE, OK, atomic_write_bytes, load_rgb
+from .files import NO_FACE, OK, atomic_write_bytes, file_digest, load_rgb
 from .models import Embedder
 
 
@@ -51,11 +51,8 @@ def model_key(embedder: Embedder) -> str:
 
 
 def file_key(path: str | os.PathLike) -> str:
-    h = hashlib.sha1()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    """The cache key of a photo: the SHA-1 of its bytes."""
+    return file_digest(path, "sha1")
 
 
 def cache_tag(embedder: Embedder, detector, aligned: bool, select: str, flip: bool) -> str:

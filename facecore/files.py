@@ -1,6 +1,7 @@
 """Robust image decoding and atomic file writes."""
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 import warnings
@@ -107,6 +108,15 @@ def _umask() -> int:
     return mask
 
 
+def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
+    """Hex digest of a file's bytes, read in 1 MiB blocks."""
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
@@ -130,3 +140,11 @@ def list_images(root: str | os.PathLike) -> list[str]:
             if not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS):
                 out.append(Path(dirpath, name).relative_to(root).as_posix())
     return sorted(out)
+
+
+def write_table(out_dir: str | os.PathLike, stem: str, table, markdown: str, title: str) -> None:
+    """``out_dir/stem.csv`` (the pandas table) and ``out_dir/stem.md`` (``# title`` + ``markdown``), atomically."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out_dir / f"{stem}.csv", table.to_csv(index=False))
+    atomic_write_text(out_dir / f"{stem}.md", f"# {title}\n\n{markdown}")

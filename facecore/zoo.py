@@ -2,12 +2,11 @@
 name, checked when it is loaded, and rewritten when a new version is exported over it."""
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from pathlib import Path
 
-from .files import atomic_write_text
+from .files import atomic_write_text, file_digest
 from .paths import PROJECT_ROOT
 
 
@@ -20,11 +19,7 @@ def shipped_models() -> dict[str, tuple[Path, str | None]]:
 
 def sha256_file(path: str | os.PathLike) -> str:
     """Hex SHA-256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return file_digest(path)
 
 
 def shipped_name(path: str | os.PathLike) -> str | None:
