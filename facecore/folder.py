@@ -15,6 +15,8 @@ import io
 import json
 import multiprocessing as mp
 import os
+from collections import deque
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -171,7 +173,7 @@ def align_folder(src: str | os.PathLike, dst: str | os.PathLike, size: int = 112
     try:
         jobs = [(str(src / p), max_side) for p in todo]
         stats = {p: _stat(src / p) for p in todo}  # before decoding: a change during the run is redone next time
-        loaded = pool.imap(_load, jobs, chunksize=4) if pool else map(_load, jobs)
+        loaded = _prefetch(pool, jobs, 4 * batch_size * num_workers) if pool else map(_load, jobs)
         with open(journal_path, "a", newline="") as journal:
             for start in range(0, len(todo), batch_size):
                 batch = todo[start:start + batch_size]
@@ -194,6 +196,20 @@ def align_folder(src: str | os.PathLike, dst: str | os.PathLike, size: int = 112
         if pool:
             pool.terminate()
     return write_manifest(dst, paths)
+
+
+def _prefetch(pool, jobs: list, ahead: int):
+    """Decoded images in order, at most ``ahead`` of them decoded ahead of the consumer (``Pool.imap``
+    decodes the whole list ahead: 8 GB of pixels held for a 58k-photo set)."""
+    pending, it = deque(), iter(jobs)
+    for job in islice(it, max(ahead, 1)):
+        pending.append(pool.apply_async(_load, (job,)))
+    while pending:
+        loaded = pending.popleft().get()
+        job = next(it, None)
+        if job is not None:
+            pending.append(pool.apply_async(_load, (job,)))
+        yield loaded
 
 
 def write_manifest(dst: Path, paths: list[str] | None = None) -> pd.DataFrame:

@@ -235,3 +235,29 @@ def test_tight_crop_is_found_by_the_padded_retry(tmp_path):
     assert m.loc[0, "status"] == "ok" and m.loc[0, "padded"] == 1
     off = align_folder(src.parent, tmp_path / "off", num_workers=0, progress=False, min_face_frac=0.0, pad_frac=0.0)
     assert off.loc[0, "status"] == "no_face"
+
+
+def test_prefetch_keeps_order_and_a_bounded_number_of_images_ahead():
+    """Pool.imap decodes the whole list ahead of the detector; _prefetch holds at most ``ahead``."""
+    from facecore.folder import _prefetch
+
+    class Done:
+        def __init__(self, pool, job):
+            self.pool, self.job = pool, job
+
+        def get(self):
+            self.pool.outstanding -= 1
+            return self.job[0]
+
+    class FakePool:
+        outstanding = peak = 0
+
+        def apply_async(self, fn, args):
+            self.outstanding += 1
+            self.peak = max(self.peak, self.outstanding)
+            return Done(self, args[0])
+
+    pool = FakePool()
+    jobs = [(f"img{i}.jpg", 1024) for i in range(100)]
+    assert list(_prefetch(pool, jobs, 8)) == [j[0] for j in jobs]
+    assert pool.peak == 8 and pool.outstanding == 0
