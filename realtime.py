@@ -95,8 +95,9 @@ def load_model(args: argparse.Namespace):
     import torch
 
     from facecore.recognizer import load_model as load
+    from facecore.runtime import set_threads
 
-    torch.set_num_threads(max(1, args.threads))
+    set_threads(max(1, args.threads))
     try:
         return load(args.model_name, args.checkpoint, args.fpr, args.threshold, args.device)
     except ModelChoiceError as e:
@@ -166,8 +167,9 @@ def run(args: argparse.Namespace) -> dict:
         import torch
 
         from facecore.recognize import Recognizer, RecognizerConfig
+        from facecore.runtime import set_threads
 
-        torch.set_num_threads(max(1, args.threads))
+        set_threads(max(1, args.threads))
         cfg = RecognizerConfig(detect_side_px=args.detect_side, detect_every=args.detect_every,
                                embed_every=args.embed_every, flip=args.flip)
         try:

@@ -28,11 +28,12 @@ def main() -> None:
     from PIL import Image
 
     from facecore.files import list_images
+    from facecore.runtime import set_threads
     from facecore.folder import align_folder
     from facecore.paths import data_path
 
     if args.threads:
-        torch.set_num_threads(args.threads)
+        set_threads(args.threads)
     src = data_path("lfw", "lfw-deepfunneled")
     files = list_images(src)[: args.n]
     print(f"{len(files)} LFW images, device={args.device}, torch threads={torch.get_num_threads()}")

@@ -70,7 +70,9 @@ def main() -> None:
     args = parse_args()
     import torch
 
-    torch.set_num_threads(max(1, args.threads))
+    from facecore.runtime import set_threads
+
+    set_threads(max(1, args.threads))
     from facecore.detectors import create_detector
     from facecore.gallery import build_gallery
     from facecore.recognize import (Recognizer, RecognizerConfig, agreement, label_changes, label_counts,

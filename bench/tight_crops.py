@@ -75,9 +75,9 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
-    import torch
+    from facecore.runtime import set_threads
 
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     lfw, cfp = data_root() / "lfw" / "lfw-deepfunneled", data_root() / "cfp" / "images"
     sets = {"LFW, MTCNN box": box_crops("lfw-112", lfw, args.n, args.seed),
             "LFW, box shrunk 10 %": box_crops("lfw-112", lfw, args.n, args.seed, 0.1),

@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .preprocessing import cache_crop_size
+
 
 def embedding_spread(emb: np.ndarray) -> float:
     """1 - |mean embedding|: 0 when all unit embeddings coincide, near 1 when they spread out."""
@@ -85,7 +87,7 @@ def lfw_eval(model: torch.nn.Module, lfw_dir: str, input_size: int, device: str 
     from .protocols import pair_result
 
     files, (i1, i2, issame, folds) = lfw_protocol(str(lfw_dir), pairs_path)
-    crops = _lfw_crops(tuple(files), 112 if input_size > 64 else 72)
+    crops = _lfw_crops(tuple(files), cache_crop_size(input_size))
     emb = []
     with torch.inference_mode():
         for s in range(0, len(crops), 256):
