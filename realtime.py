@@ -76,6 +76,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=DEFAULTS.flip,
                    help="embed each face with its mirror image too, as the calibrated thresholds were "
                         "(default on; --no-flip halves the embedding work)")
+    p.add_argument("--min_score", type=float, default=DEFAULTS.min_score,
+                   help=f"drop detections scored below this (default {DEFAULTS.min_score}: MTCNN's 0.7 boxes hair, "
+                        "hands and dark background in video; 0: keep all)")
+    p.add_argument("--min_rel_side", type=float, default=DEFAULTS.min_rel_side,
+                   help=f"drop boxes smaller than this share of the frame's largest face (default {DEFAULTS.min_rel_side}; 0: keep all)")
     p.add_argument("--cache_dir", default=str(ROOT / "cache" / "gallery"), help="gallery embedding cache")
     return p.parse_args(argv)
 
@@ -127,6 +132,10 @@ def check_args(args: argparse.Namespace) -> Path | None:
         raise UsageError(f"--output_fps {args.output_fps}: must be positive")
     if not (math.isfinite(args.fpr) and 0 < args.fpr < 1):
         raise UsageError(f"--fpr {args.fpr}: must be a rate between 0 and 1")
+    for name in ("min_score", "min_rel_side"):
+        v = getattr(args, name)
+        if not (math.isfinite(v) and 0 <= v <= 1):
+            raise UsageError(f"--{name} {v}: must be between 0 and 1 (0 switches the filter off)")
     try:
         check_threshold(args.threshold)
         out = video.check_output_path(args.output_path) if args.output_path else None
@@ -171,7 +180,8 @@ def run(args: argparse.Namespace) -> dict:
 
         set_threads(max(1, args.threads))
         cfg = RecognizerConfig(detect_side_px=args.detect_side, detect_every=args.detect_every,
-                               embed_every=args.embed_every, flip=args.flip)
+                               embed_every=args.embed_every, flip=args.flip, min_score=args.min_score,
+                               min_rel_side=args.min_rel_side)
         try:
             rec = Recognizer.from_name(args.model_name, people, fpr=args.fpr, threshold=args.threshold,
                                        checkpoint=args.checkpoint, device=args.device, config=cfg,

@@ -86,10 +86,11 @@ def main() -> None:
     cfg = RecognizerConfig(detect_side_px=args.detect_side, detect_every=args.detect_every,
                            search_every=args.search_every, embed_every=args.embed_every,
                            refine_side_px=args.refine_side, votes=args.votes, flip=args.flip)
+    both = dict(min_score=cfg.min_score, min_rel_side=cfg.min_rel_side)  # the same face filter in both loops
     src = open_source(args.source)
     warm = next(iter(src))  # warm both paths up once (allocations, lazy imports)
     src.close()
-    recognize_frame(warm, full_detector, embedder, gallery, threshold, args.flip)
+    recognize_frame(warm, full_detector, embedder, gallery, threshold, args.flip, **both)
     Recognizer(embedder, gallery, threshold, cfg).process(warm)
 
     best: dict[str, tuple[list, float, dict]] = {}
@@ -98,7 +99,7 @@ def main() -> None:
         ours, t_ours = timed_run(args.source, rec.process, args.max_frames)
         if "ours" not in best or t_ours < best["ours"][1]:
             best["ours"] = (ours, t_ours, dict(rec.counts))
-        ref, t_ref = timed_run(args.source, lambda f: recognize_frame(f, full_detector, embedder, gallery, threshold, args.flip),
+        ref, t_ref = timed_run(args.source, lambda f: recognize_frame(f, full_detector, embedder, gallery, threshold, args.flip, **both),
                                args.max_frames)
         if "ref" not in best or t_ref < best["ref"][1]:
             best["ref"] = (ref, t_ref, {"detections": len(ref), "embedded_faces": sum(map(len, ref))})

@@ -63,6 +63,28 @@ def select_face(det: Detection, image_hw: tuple[int, int], rule: str = "center_l
     return int(np.argmax(value))
 
 
+def plausible_faces(boxes: np.ndarray, scores: np.ndarray, min_score: float = 0.9,
+                    min_rel_side: float = 0.5) -> np.ndarray:
+    """Indices of the detections (``boxes`` (N, 4), ``scores`` (N,), one image) that look like faces:
+    a score of at least ``min_score``, and a box side at least ``min_rel_side`` times the largest
+    such box's in the image.
+
+    MTCNN's default last-stage threshold (0.7) boxes dark background, hair, hands and jaws in
+    video; on the demo clip (``bench/detection_filter.py``) these two rules dropped all 29 such
+    detections and 2 of 426 faces, where landmark geometry (yaw, eye distance, where the landmarks
+    sit in the box) did not separate them. 0 switches a rule off.
+    """
+    boxes, scores = np.asarray(boxes, np.float64).reshape(-1, 4), np.asarray(scores, np.float64).reshape(-1)
+    if len(boxes) != len(scores):
+        raise ValueError(f"{len(boxes)} boxes but {len(scores)} scores")
+    ok = scores >= min_score
+    if not ok.any():
+        return np.zeros(0, np.int64)
+    side = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+    ok &= side >= min_rel_side * side[ok].max()
+    return np.nonzero(ok)[0]
+
+
 def _square(boxes: torch.Tensor) -> torch.Tensor:
     """Grow each box to the square of its longer side around the same centre."""
     w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]

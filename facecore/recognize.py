@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .detect import FaceDetector
+from .detect import FaceDetector, plausible_faces
 from .detectors import create_detector
 from .faces import detect_align
 from .gallery import Gallery
@@ -44,6 +44,8 @@ class RecognizerConfig:
     votes: int = 1  # recent embeddings voting on a track's identity (ties: the latest; 1: the latest decides)
     refine_side_px: int = 0  # >0: re-detect landmarks on full-resolution face patches this size before embedding
     flip: bool = True  # embed each face with its mirror image too, as the LFW-calibrated thresholds and the gallery do
+    min_score: float = 0.9  # detections scored lower are not faces (hair, hands, background; 0: keep all)
+    min_rel_side: float = 0.5  # nor boxes smaller than this share of the frame's largest face (0: keep all)
 
 
 @dataclass
@@ -136,7 +138,8 @@ class Recognizer:
         c = self.config
         self._last_detect = self.frame_index
         self.counts["detections"] += 1
-        faces = detect_align([frame], self.detector, self.embedder.align_size, select="all")[0]
+        faces = face_filter(detect_align([frame], self.detector, self.embedder.align_size, select="all")[0],
+                            c.min_score, c.min_rel_side)
         boxes = np.array([f.box for f in faces], np.float64).reshape(-1, 4)
         pairs = match_boxes(np.array([t.box for t in self.tracks]).reshape(-1, 4), boxes, c.min_iou)
         # second round, looser: a track that drifted off its face still beats a duplicate new track
@@ -204,10 +207,19 @@ class Recognizer:
                           name, sim, t.track_id)
 
 
+def face_filter(faces: list, min_score: float, min_rel_side: float) -> list:
+    """The faces of one frame that ``plausible_faces`` keeps."""
+    if not faces:
+        return faces
+    keep = plausible_faces(np.array([f.box for f in faces]), np.array([f.score for f in faces]), min_score, min_rel_side)
+    return [faces[i] for i in keep]
+
+
 def recognize_frame(frame: np.ndarray, detector: FaceDetector, embedder: Embedder, gallery: Gallery,
-                    threshold: float, flip: bool = True) -> list[FaceResult]:
-    """The straightforward loop's step: MTCNN on the full frame, embed every face, match each."""
-    faces = detect_align([frame], detector, embedder.align_size, select="all")[0]
+                    threshold: float, flip: bool = True, min_score: float = RecognizerConfig.min_score,
+                    min_rel_side: float = RecognizerConfig.min_rel_side) -> list[FaceResult]:
+    """The straightforward loop's step: MTCNN on the full frame, embed every plausible face, match each."""
+    faces = face_filter(detect_align([frame], detector, embedder.align_size, select="all")[0], min_score, min_rel_side)
     if not faces:
         return []
     labels = gallery.label(embedder.embed(np.stack([f.crop for f in faces]), flip=flip), threshold)

@@ -1,13 +1,37 @@
 import numpy as np
 import pytest
 
-from facecore.detect import Detection, FaceDetector, select_face
+from facecore.detect import Detection, FaceDetector, plausible_faces, select_face
 from facecore.files import load_rgb
 
 
 @pytest.fixture(scope="module")
 def detector():
     return FaceDetector()
+
+
+def test_plausible_faces_matches_a_brute_force_filter():
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        n = int(rng.integers(0, 6))
+        xy = rng.uniform(0, 300, (n, 2))
+        boxes = np.concatenate([xy, xy + rng.uniform(5, 150, (n, 2))], axis=1)
+        scores = rng.uniform(0.7, 1.0, n)
+        min_score, rel = float(rng.choice([0.0, 0.9, 0.95])), float(rng.choice([0.0, 0.5]))
+        sides = [max(b[2] - b[0], b[3] - b[1]) for b in boxes]
+        big = max([s for s, p in zip(sides, scores) if p >= min_score], default=0.0)
+        expect = [i for i in range(n) if scores[i] >= min_score and sides[i] >= rel * big]
+        assert plausible_faces(boxes, scores, min_score, rel).tolist() == expect
+
+
+def test_plausible_faces_drops_low_scores_and_small_boxes_beside_a_close_up():
+    boxes = [[0, 0, 100, 120], [200, 0, 235, 35], [300, 0, 400, 100], [0, 200, 30, 230]]
+    assert plausible_faces(boxes, [0.99, 0.97, 0.8, 0.6]).tolist() == [0]  # hair beside a close-up, a dark blob
+    assert plausible_faces(boxes[1:2], [0.97]).tolist() == [0]  # the same small box alone is a distant face
+    assert plausible_faces(boxes, [0.99, 0.97, 0.8, 0.6], 0.0, 0.0).tolist() == [0, 1, 2, 3]  # both rules off
+    assert plausible_faces(np.zeros((0, 4)), []).tolist() == []
+    with pytest.raises(ValueError, match="2 boxes but 1 scores"):
+        plausible_faces(boxes[:2], [0.9])
 
 
 def test_select_face_rules():
