@@ -60,9 +60,18 @@ def load_profile(name: str) -> list[dict]:
 
 
 def missing_data(stages: list[dict]) -> list[str]:
+    """What the stages require and is not there, unless an earlier stage of the list makes it (a path
+    under that stage's ``RUN_DIR``: a fine-tune of a run that this invocation trains first)."""
     root = data_root()
-    return sorted({f"{root / r}  (needed by stage {s['name']})" for s in stages
-                   for r in s.get("requires", []) if not (root / r).exists()})
+    out, made = set(), []
+    for s in stages:
+        for r in s.get("requires", []):
+            p = root / r
+            if not p.exists() and not any(p == d or d in p.parents for d in made):
+                out.add(f"{p}  (needed by stage {s['name']})")
+        if s.get("parameters", {}).get("RUN_DIR"):
+            made.append(root / str(s["parameters"]["RUN_DIR"]))
+    return sorted(out)
 
 
 def notebook_parameters(notebook: str | os.PathLike) -> dict[str, tuple[str, object]]:

@@ -285,7 +285,10 @@ def _validate(run: _Run, with_lfw: bool = True) -> dict:
             res["val_verif_acc"] = evaluate_pairs(emb.numpy(), run.va_labels)
         else:
             res.update(evaluate_classifier(loss_fn, emb.to(device), y.to(device)))
-        if with_lfw and cfg.lfw_dir and project_path(cfg.lfw_dir).is_dir():
+        if with_lfw and cfg.lfw_dir and not project_path(cfg.lfw_dir).is_dir():
+            print(f"LFW evaluation skipped: no aligned LFW folder {project_path(cfg.lfw_dir)} "
+                  "(run the align-lfw stage, or set lfw_dir/LFW_DIR)")
+        elif with_lfw and cfg.lfw_dir:
             try:
                 res.update(lfw_eval(model, str(project_path(cfg.lfw_dir)), run.input_size, device, cfg.lfw_pairs))
             except FileNotFoundError as e:  # no pairs.txt here: LFW is optional during training

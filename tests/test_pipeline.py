@@ -36,3 +36,14 @@ def test_parameters_cell_is_read_with_types():
     p = pipeline.notebook_parameters("notebooks/id-rate.ipynb")
     assert p["MODELS"] == ("list", [])
     assert pipeline.notebook_parameters("notebooks/ce-loss/ce-loss.ipynb")["EPOCHS"][0] == "int"
+
+
+def test_missing_data_admits_what_an_earlier_stage_trains(monkeypatch, tmp_path):
+    """A fine-tune stage may require the run folder of a stage listed before it, not of one after it."""
+    monkeypatch.setenv("FACECORE_DATA", str(tmp_path))
+    (tmp_path / "lfw").mkdir()
+    first = {"name": "ce", "requires": ["lfw"], "parameters": {"RUN_DIR": str(tmp_path / "runs" / "ce")}}
+    ft = {"name": "ft", "requires": ["lfw", str(tmp_path / "runs" / "ce" / "last.pt")], "parameters": {}}
+    assert pipeline.missing_data([first, ft]) == []
+    missing = pipeline.missing_data([ft, first])
+    assert len(missing) == 1 and "last.pt" in missing[0] and "stage ft" in missing[0]
