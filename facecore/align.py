@@ -53,16 +53,18 @@ def apply_transform(m: np.ndarray, points: np.ndarray) -> np.ndarray:
     return np.asarray(points, np.float64) @ m[:, :2].T + m[:, 2]
 
 
-def alignment_matrix(landmarks: np.ndarray, size: int = 112) -> np.ndarray:
-    """The 2x3 matrix that takes an image's 5 landmarks onto the template of a ``size`` crop."""
-    return similarity_transform(landmarks, template(size))
+def alignment_matrix(landmarks: np.ndarray, size: int = 112, points: np.ndarray | None = None) -> np.ndarray:
+    """The 2x3 matrix that takes an image's 5 landmarks onto the template of a ``size`` crop (``points``:
+    another template's 5 points in that crop, e.g. a teacher's; default the ArcFace one)."""
+    return similarity_transform(landmarks, template(size) if points is None else np.asarray(points, np.float64))
 
 
-def warp_face(image: np.ndarray, landmarks: np.ndarray, size: int = 112) -> np.ndarray:
-    """Aligned ``size`` x ``size`` crop of the face whose 5 landmarks are given (black outside the image)."""
+def warp_face(image: np.ndarray, landmarks: np.ndarray, size: int = 112, points: np.ndarray | None = None) -> np.ndarray:
+    """Aligned ``size`` x ``size`` crop of the face whose 5 landmarks are given (black outside the image);
+    ``points``: the template's 5 points in the crop (default: the ArcFace template)."""
     import cv2
 
-    m = alignment_matrix(landmarks, size)
+    m = alignment_matrix(landmarks, size, points)
     return cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
 
 

@@ -39,7 +39,9 @@ class EmbeddedFiles:
 
 
 def model_key(embedder: Embedder) -> str:
-    """A short digest of a model's weights and preprocessing, for cache keys."""
+    """A short digest of a model's weights and preprocessing, for cache keys (a teacher names its own)."""
+    if getattr(embedder, "cache_key", None):
+        return str(embedder.cache_key)
     h = hashlib.sha1()
     h.update(repr(sorted((k, v) for k, v in embedder.meta.items() if k in ("arch", "input_size", "align_size",
                                                                             "mean", "std", "embedding_dim"))).encode())

@@ -174,3 +174,53 @@ class TripletLoss(nn.Module):
         hardest = (d_an + big * ~neg_mask[a]).min(1).values
         d_neg = torch.where(farther.any(1), semi, hardest)
         return F.relu(d_ap - d_neg + self.margin).mean()
+
+
+@register_loss("distill")
+class DistillLoss(nn.Module):
+    """Pull the student's embeddings to a teacher's (knowledge distillation), plus a margin loss on the
+    labelled faces of the batch.
+
+    ``labels`` is (N, 1 + teacher_dim): the identity (-1: an unlabelled face) and the teacher's unit
+    embedding of the same crop; ``distill_targets`` builds it. Terms:
+
+    - ``1 - cos(W e, t)``: the student's embedding ``e`` through a learnt linear map ``W`` (to the
+      teacher's size) against the teacher's ``t``;
+    - ``pair_weight`` x the mean squared difference of the batch's cosine matrices, the student's own
+      (``e e^T``) against the teacher's (``t t^T``), off the diagonal: the similarity structure that
+      verification uses, transferred directly;
+    - ``margin_weight`` x ArcFace (``scale``, ``margin_rad``) on the labelled rows; 0: distillation alone.
+    """
+
+    has_centres, centres_key, sampler, weight_decay = True, "margin.centres", "shuffled", False
+
+    def __init__(self, embedding_dim: int, num_classes: int, teacher_dim: int = 128, pair_weight: float = 0.0,
+                 margin_weight: float = 1.0, scale: float = 32.0, margin_rad: float = 0.5, margin_warmup_steps: int = 0):
+        super().__init__()
+        self.project = nn.Linear(embedding_dim, teacher_dim, bias=False)
+        self.margin = ArcFaceLoss(embedding_dim, max(num_classes, 1), scale, margin_rad, margin_warmup_steps)
+        self.teacher_dim, self.pair_weight, self.margin_weight = teacher_dim, pair_weight, margin_weight
+
+    def logits(self, embeddings: torch.Tensor) -> torch.Tensor:
+        return self.margin.logits(embeddings)
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if labels.ndim != 2 or labels.shape[1] != 1 + self.teacher_dim:
+            raise ValueError(f"distill loss: labels must be (N, 1 + {self.teacher_dim}) (identity, teacher embedding), "
+                             f"got {tuple(labels.shape)}; build them with distill_targets")
+        e = embeddings.float()
+        ids, t = labels[:, 0].long(), labels[:, 1:].float()
+        loss = (1.0 - F.cosine_similarity(self.project(e), t, dim=1)).mean()
+        if self.pair_weight > 0 and len(e) > 1:
+            u = F.normalize(e, dim=1)
+            off = ~torch.eye(len(e), dtype=torch.bool, device=e.device)
+            loss = loss + self.pair_weight * ((u @ u.T - t @ t.T)[off] ** 2).mean()
+        lab = ids >= 0
+        if self.margin_weight > 0 and lab.any():
+            loss = loss + self.margin_weight * self.margin(e[lab], ids[lab])
+        return loss
+
+
+def distill_targets(labels: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """The labels of ``DistillLoss``: identities (N,) (-1: unlabelled) beside teacher embeddings (N, D)."""
+    return torch.cat([labels.float()[:, None], teacher.float()], dim=1)

@@ -22,9 +22,9 @@ def _np_ce(logits, labels):
 
 
 def test_unknown_loss_lists_valid_names():
-    with pytest.raises(ValueError, match="arcface, ce, triplet"):
+    with pytest.raises(ValueError, match="arcface, ce, distill, triplet"):
         create_loss("cosface")
-    assert list_losses() == ["arcface", "ce", "triplet"]
+    assert list_losses() == ["arcface", "ce", "distill", "triplet"]
 
 
 def test_ce_matches_brute_force():
@@ -142,7 +142,7 @@ def test_losses_declare_what_training_needs():
             assert not any(p.shape[:1] == (5,) for p in loss.parameters())
         else:  # the declared key holds one centre per class
             assert loss.state_dict()[cls.centres_key].shape == (5, 8)
-    assert centres_keys() == {"fc.weight", "centres"}
+    assert centres_keys() == {"fc.weight", "centres", "margin.centres"}
     assert loss_class("triplet").sampler == "pk" and loss_class("ce").sampler == "shuffled"
 
 
@@ -154,3 +154,47 @@ def test_optimizer_exempts_the_losses_that_ask_from_weight_decay():
     for name, decay in [("arcface", 0.0), ("ce", 5e-4)]:
         opt = _optimizer(TrainConfig(), model, build_loss(name, {}, 8, 3))
         assert opt.param_groups[0]["weight_decay"] == 5e-4 and opt.param_groups[1]["weight_decay"] == decay
+
+
+def _distill_reference(loss, e: np.ndarray, ids: np.ndarray, t: np.ndarray) -> float:
+    """DistillLoss written out row by row and pair by pair."""
+    w = loss.project.weight.detach().double().numpy()
+    cos_terms = []
+    for i in range(len(e)):
+        p = w @ e[i]
+        cos_terms.append(1 - p @ t[i] / np.linalg.norm(p) / np.linalg.norm(t[i]))
+    total = float(np.mean(cos_terms))
+    u = e / np.linalg.norm(e, axis=1, keepdims=True)
+    sq = [(u[i] @ u[j] - t[i] @ t[j]) ** 2 for i in range(len(e)) for j in range(len(e)) if i != j]
+    total += loss.pair_weight * float(np.mean(sq))
+    lab = ids >= 0
+    if loss.margin_weight > 0 and lab.any():
+        total += loss.margin_weight * float(loss.margin(torch.from_numpy(e[lab]).float(), torch.from_numpy(ids[lab])))
+    return total
+
+
+@pytest.mark.parametrize("pair_weight,margin_weight", [(0.0, 0.0), (2.0, 0.0), (0.5, 1.0)])
+def test_distill_matches_brute_force(pair_weight, margin_weight):
+    from facecore.losses import distill_targets
+
+    torch.manual_seed(0)
+    loss = create_loss("distill", embedding_dim=16, num_classes=5, teacher_dim=8, pair_weight=pair_weight,
+                       margin_weight=margin_weight)
+    e = torch.randn(7, 16)
+    ids = torch.tensor([0, 1, -1, 2, -1, 4, 1])
+    t = F.normalize(torch.randn(7, 8), dim=1)
+    got = float(loss(e, distill_targets(ids, t)))
+    assert got == pytest.approx(_distill_reference(loss, e.double().numpy(), ids.numpy(), t.double().numpy()), rel=1e-4)
+
+
+def test_distill_of_unlabelled_faces_only_and_bad_labels():
+    from facecore.losses import distill_targets
+
+    loss = create_loss("distill", embedding_dim=16, num_classes=5, teacher_dim=8)
+    e = torch.randn(4, 16, requires_grad=True)
+    t = F.normalize(torch.randn(4, 8), dim=1)
+    out = loss(e, distill_targets(torch.full((4,), -1), t))  # no labelled face: the margin term drops out
+    out.backward()
+    assert torch.isfinite(out) and e.grad.abs().sum() > 0 and loss.margin.centres.grad is None
+    with pytest.raises(ValueError, match=r"labels must be \(N, 1 \+ 8\)"):
+        loss(e, torch.zeros(4, dtype=torch.long))
