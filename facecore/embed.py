@@ -119,7 +119,7 @@ def embed_files(paths: list[str | os.PathLike], embedder: Embedder, detector=Non
             status[idx[j]] = im.status if im.status != OK else NO_FACE
         if aligned:
             for j in good:
-                crops[j] = _fit(imgs[j].rgb, embedder.align_size)
+                crops[j] = _aligned_input(embedder, imgs[j].rgb)
         elif good:
             faces = detect_align([imgs[j].rgb for j in good], detector, embedder.align_size, select)
             for j, f in zip(good, faces):
@@ -160,6 +160,18 @@ def prune_cache(cache_dir: str | os.PathLike, keep: list[str | None] | set[str])
             cp.unlink(missing_ok=True)
             gone.append(cp)
     return gone
+
+
+def _aligned_input(embedder, rgb: np.ndarray) -> np.ndarray:
+    """An aligned crop as ``embedder`` takes it. A teacher (it has ``align``) takes a crop of its own
+    size as its own framing, and re-frames any other (an ArcFace-template crop, whose landmarks sit on
+    the template) onto its template; a model takes the crop resized to its ``align_size``."""
+    h, w = rgb.shape[:2]
+    if getattr(embedder, "align", None) is None or (h, w) == (embedder.align_size, embedder.align_size):
+        return _fit(rgb, embedder.align_size)
+    from .align import template
+
+    return embedder.align(rgb, np.array([0.0, 0.0, w - 1.0, h - 1.0]), template(w))
 
 
 def _fit(rgb: np.ndarray, size: int) -> np.ndarray:

@@ -63,6 +63,10 @@ class TrainConfig:
     lfw_every: int = 2  # LFW accuracy every N epochs (and at the last one)
     num_threads: int | None = None
     init_from: str | None = None  # checkpoint to start from (fine-tuning); None: random initialisation
+    teacher: str | None = None  # distillation: a facecore.teachers name (its targets go to the "distill" loss)
+    teacher_kwargs: dict = field(default_factory=dict)
+    unlabelled_dir: str | None = None  # distillation: aligned faces without identities, trained on beside data_dir
+    unlabelled_limit: int = 0  # use only the first N unlabelled faces (0: all) - for smoke runs
     cpu_bf16: bool = False  # CPU training under bfloat16 autocast (~1.8x faster where the CPU has AVX512-BF16)
 
 
@@ -111,6 +115,17 @@ class _Run:
     sampler: PKSampler | None = None
     history: list[dict] = field(default_factory=list)
     best_val: float = float("inf")
+    teacher: np.ndarray | None = None  # distillation: the teacher's embedding of every row of crops
+
+    def targets(self, rows: np.ndarray, labels: np.ndarray) -> torch.Tensor:
+        """What the loss takes beside the embeddings: the identities, with the teacher's embeddings
+        when distilling (``losses.distill_targets``)."""
+        y = torch.from_numpy(labels)
+        if self.teacher is None:
+            return y
+        from .losses import distill_targets
+
+        return distill_targets(y, torch.from_numpy(self.teacher[rows]))
 
     def meta(self, metrics: dict) -> dict:
         return checkpoint_meta(self.cfg.arch, self.cfg.embedding_dim, self.input_size, self.classes,
@@ -152,6 +167,10 @@ def _prepare(cfg: TrainConfig, out: Path, device: str, progress: bool) -> _Run:
                np.array([index[p] for p in train_set.paths]), train_set.labels,
                np.array([index[p] for p in val_set.paths]), val_set.labels, model, loss_fn,
                _optimizer(cfg, model, loss_fn))
+    if cfg.teacher:
+        from .distill import attach
+
+        attach(run, fs, project_path(cfg.cache_dir), progress and rank == 0)
     last = out / "last.pt"
     if last.exists():
         state = load_last(last, asdict(cfg), asdict(TrainConfig()), model, run.loss_fn, run.opt)
@@ -228,7 +247,7 @@ def _train_epoch(run: _Run, epoch: int, batches: list[np.ndarray], progress: boo
         for g in run.opt.param_groups:
             g["lr"] = _lr_at(cfg, epoch * steps_per_epoch + step, cfg.epochs * steps_per_epoch)
         x = augment(to_tensor(run.crops[run.tr_rows[b]], run.input_size), run.gen).to(run.device)
-        y = torch.from_numpy(run.tr_labels[b]).to(run.device)
+        y = run.targets(run.tr_rows[b], run.tr_labels[b]).to(run.device)
         with autocast(run.device, cfg.cpu_bf16):
             loss, _ = run.ddp(x, y)
         run.opt.zero_grad(set_to_none=True)
@@ -278,7 +297,7 @@ def _validate(run: _Run, with_lfw: bool = True) -> dict:
         embs = [model(to_tensor(run.crops[run.va_rows[i:i + 256]], run.input_size).to(device)).float().cpu()
                 for i in range(0, len(run.va_rows), 256)]
         emb = torch.cat(embs)
-        y = torch.from_numpy(run.va_labels)
+        y = run.targets(run.va_rows, run.va_labels)
         res = {"val_spread": embedding_spread(emb.numpy())}
         if getattr(loss_fn, "centres_key", None) is None:
             res["val_loss"] = float(loss_fn(emb, y))

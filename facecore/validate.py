@@ -20,13 +20,15 @@ def embedding_spread(emb: np.ndarray) -> float:
 
 
 def evaluate_classifier(loss_fn, emb: torch.Tensor, labels: torch.Tensor) -> dict:
-    """Validation loss and top-1 accuracy of a loss with class centres."""
+    """Validation loss and top-1 accuracy of a loss with class centres (``labels``: what the loss takes;
+    identities in the first column when it takes more, as ``distill`` does)."""
     was_training = loss_fn.training
     loss_fn.eval()  # e.g. ArcFace validates with its full margin, also during the margin warm-up
     try:
         with torch.inference_mode():
             loss = float(loss_fn(emb, labels))
-            acc = float((loss_fn.logits(emb).argmax(1) == labels).float().mean())
+            ids = labels if labels.ndim == 1 else labels[:, 0].long()
+            acc = float((loss_fn.logits(emb).argmax(1) == ids).float().mean())
     finally:
         loss_fn.train(was_training)
     return {"val_loss": loss, "val_acc": acc}
