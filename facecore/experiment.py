@@ -22,7 +22,8 @@ NOTEBOOK_FIELDS: dict[str, tuple[str, bool]] = {
     "LR": ("lr", False), "WEIGHT_DECAY": ("weight_decay", False), "SEED": ("seed", False),
     "LFW_DIR": ("lfw_dir", True), "MAX_STEPS_PER_EPOCH": ("max_steps_per_epoch", True),
     "P_IDENTITIES": ("p_identities", False), "K_IMAGES": ("k_images", False), "INIT_FROM": ("init_from", True),
-    "CPU_BF16": ("cpu_bf16", False),
+    "CPU_BF16": ("cpu_bf16", False), "TEACHER": ("teacher", True), "TEACHER_KWARGS": ("teacher_kwargs", False),
+    "UNLABELLED_DIR": ("unlabelled_dir", True), "UNLABELLED_LIMIT": ("unlabelled_limit", False),
 }
 
 

@@ -37,6 +37,17 @@ def test_training_notebook_loss_falls(aligned, name):
     assert (RUNS / "models" / ("triplet-best.pt" if name == "triplet" else f"{name}.pt")).exists()
 
 
+def test_distill_notebook_learns_the_teacher(aligned):
+    """The dlib teacher through the notebook: the student's loss falls and its export is written."""
+    pytest.importorskip("dlib")
+    assert _stage("distill") == 0
+    m = json.loads((RUNS / "metrics" / "distill.json").read_text())
+    assert m["epochs"] == 3 and m["loss"] == "distill"
+    assert m["last_train_loss"] < m["first_train_loss"], m
+    assert (RUNS / "models" / "distill.pt").exists()
+    assert len(list((PROJECT_ROOT / "cache" / "crops" / "teacher").rglob("*.npz"))) >= 40
+
+
 def test_unknown_profile_and_stage_are_named(capsys):
     with pytest.raises(SystemExit, match="valid profiles"):
         pipeline.main(["--profile", "nope"])
