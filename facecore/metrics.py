@@ -211,3 +211,14 @@ def verification(similarities: np.ndarray, issame: np.ndarray, folds: np.ndarray
     out["thresholds_by_fpr"] = {str(f): threshold_at_fpr(s[~y], f) for f in fprs}
     out["auc"] = roc_auc(s[y], s[~y])
     return out
+
+
+def paired_difference(a, b) -> dict:
+    """Fold-paired comparison of two models' per-fold accuracies (same folds): the mean of ``a - b``,
+    its standard error (sample std of the differences / sqrt(folds)), and in how many folds ``a`` won."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.shape != b.shape or a.ndim != 1 or len(a) < 2:
+        raise ValueError(f"need two equal-length per-fold accuracy lists (>= 2 folds), got {a.shape} and {b.shape}")
+    d = a - b
+    return {"mean": float(d.mean()), "se": float(d.std(ddof=1) / np.sqrt(len(d))), "folds_better": int((d > 0).sum()),
+            "folds": int(len(d))}

@@ -105,3 +105,39 @@ def calibrate_checkpoint(path: str | os.PathLike, lfw_dir: str | os.PathLike, de
 def save_metrics(path: str | os.PathLike, metrics: dict) -> None:
     """Write a metrics dict as JSON, atomically."""
     atomic_write_text(project_path(path), json.dumps(metrics, indent=1, default=float))
+
+
+def promote(candidate: str | os.PathLike, name: str, lfw_dir: str | os.PathLike | None = None, device: str = "cpu",
+            metrics_from: str | os.PathLike | None = None, metrics_to: str | os.PathLike | None = None,
+            force: bool = False) -> dict:
+    """Replace the shipped model ``name`` by the exported ``candidate`` only if it is better: both are
+    measured side by side by the ``lfw`` protocol (flip embeddings, the same aligned crops), and the
+    candidate must have the higher accuracy (``force``: replace anyway). On replacement the SHA-256 is
+    recorded in config.py and ``metrics_from`` (the candidate's metrics JSON) is copied to ``metrics_to``.
+    Returns both accuracies and their fold-paired difference."""
+    from .metrics import paired_difference
+    from .models import load_embedder
+    from .protocols import evaluate
+    from .zoo import record_hash, shipped_models
+
+    models = shipped_models()
+    if name not in models:
+        raise ValueError(f"{name!r} is not a shipped model; config.params has {sorted(models)}")
+    old_path = models[name][0]
+    old = evaluate("lfw", load_embedder(old_path, device), aligned_dir=lfw_dir)
+    new = evaluate("lfw", load_embedder(candidate, device), aligned_dir=lfw_dir)
+    out = {"name": name, "old_lfw": old["lfw_acc"], "new_lfw": new["lfw_acc"], "new_std": new["lfw_std"],
+           "paired": paired_difference(new["accuracies"], old["accuracies"]), "promoted": False}
+    if new["lfw_acc"] <= old["lfw_acc"] and not force:
+        print(f"{candidate}: LFW {100 * new['lfw_acc']:.2f}% does not beat the shipped {name} "
+              f"({100 * old['lfw_acc']:.2f}%); kept the shipped file")
+        return out
+    tmp = old_path.with_name(f".{old_path.name}.promote.tmp")
+    shutil.copyfile(candidate, tmp)
+    os.replace(tmp, old_path)
+    out["sha256"], out["promoted"] = record_hash(old_path)[1], True
+    if metrics_from and metrics_to:
+        atomic_write_text(project_path(metrics_to), Path(metrics_from).read_text())
+    print(f"{name}: LFW {100 * old['lfw_acc']:.2f}% -> {100 * new['lfw_acc']:.2f}% "
+          f"(paired by fold {100 * out['paired']['mean']:+.2f} +- {100 * out['paired']['se']:.2f})")
+    return out

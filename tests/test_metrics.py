@@ -136,3 +136,18 @@ def test_lfw_accuracy_perfect_separation_and_errors():
     assert r["mean"] == 1.0 and all(0.1 < t < 0.9 for t in r["thresholds"])
     with pytest.raises(ValueError, match="NaN"):
         metrics.lfw_accuracy(np.r_[np.nan, np.ones(99)], y)
+
+
+def test_paired_difference_matches_brute_force():
+    from facecore.metrics import paired_difference
+
+    rng = np.random.default_rng(1)
+    a, b = rng.uniform(0.8, 1, 10), rng.uniform(0.8, 1, 10)
+    d = [x - y for x, y in zip(a, b)]
+    mean = sum(d) / 10
+    se = (sum((x - mean) ** 2 for x in d) / 9) ** 0.5 / 10 ** 0.5
+    r = paired_difference(a, b)
+    assert r["mean"] == pytest.approx(mean) and r["se"] == pytest.approx(se)
+    assert r["folds_better"] == sum(x > 0 for x in d) and r["folds"] == 10
+    with pytest.raises(ValueError, match="equal-length"):
+        paired_difference(a, b[:5])

@@ -1,0 +1,38 @@
+import numpy as np
+import pytest
+
+import facecore.models
+import facecore.protocols
+import facecore.zoo
+from facecore.shipping import promote
+
+
+@pytest.fixture
+def zoo(monkeypatch, tmp_path):
+    """A shipped model 'm' (a file whose text is its per-fold accuracy) and fake evaluation/hashing."""
+    shipped = tmp_path / "m.pt"
+    shipped.write_text("0.90")
+    recorded = {}
+    monkeypatch.setattr(facecore.zoo, "shipped_models", lambda: {"m": (shipped, None)})
+    monkeypatch.setattr(facecore.zoo, "record_hash", lambda p: recorded.setdefault("m", ("m", p.read_text())))
+    monkeypatch.setattr(facecore.models, "load_embedder", lambda p, device="cpu": p)
+    folds = lambda p: np.full(10, float(open(p).read())) + np.linspace(-0.01, 0.01, 10)  # noqa: E731
+    monkeypatch.setattr(facecore.protocols, "evaluate", lambda name, e, aligned_dir=None: {
+        "lfw_acc": folds(e).mean(), "lfw_std": folds(e).std(), "accuracies": folds(e)})
+    return shipped, recorded
+
+
+def test_promote_replaces_only_with_a_better_model(zoo, tmp_path):
+    shipped, recorded = zoo
+    worse, better = tmp_path / "worse.pt", tmp_path / "better.pt"
+    worse.write_text("0.89")
+    better.write_text("0.93")
+    r = promote(worse, "m")
+    assert not r["promoted"] and shipped.read_text() == "0.90" and not recorded
+    (tmp_path / "cand.json").write_text('{"lfw_acc": 0.93}')
+    r = promote(better, "m", metrics_from=tmp_path / "cand.json", metrics_to=tmp_path / "shipped.json")
+    assert r["promoted"] and shipped.read_text() == "0.93" and recorded["m"][1] == "0.93"
+    assert r["paired"]["mean"] == pytest.approx(0.03) and r["paired"]["folds_better"] == 10
+    assert (tmp_path / "shipped.json").read_text() == '{"lfw_acc": 0.93}'
+    with pytest.raises(ValueError, match="not a shipped model"):
+        promote(better, "nope")
