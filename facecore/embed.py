@@ -119,7 +119,7 @@ def embed_files(paths: list[str | os.PathLike], embedder: Embedder, detector=Non
             status[idx[j]] = im.status if im.status != OK else NO_FACE
         if aligned:
             for j in good:
-                crops[j] = _aligned_input(embedder, imgs[j].rgb)
+                crops[j] = aligned_input(embedder, imgs[j].rgb)
         elif good:
             faces = detect_align([imgs[j].rgb for j in good], detector, embedder.align_size, select)
             for j, f in zip(good, faces):
@@ -162,7 +162,7 @@ def prune_cache(cache_dir: str | os.PathLike, keep: list[str | None] | set[str])
     return gone
 
 
-def _aligned_input(embedder, rgb: np.ndarray) -> np.ndarray:
+def aligned_input(embedder, rgb: np.ndarray) -> np.ndarray:
     """An aligned crop as ``embedder`` takes it. A teacher (it has ``align``) takes a crop of its own
     size as its own framing, and re-frames any other (an ArcFace-template crop, whose landmarks sit on
     the template) onto its template; a model takes the crop resized to its ``align_size``."""

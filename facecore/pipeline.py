@@ -60,17 +60,17 @@ def load_profile(name: str) -> list[dict]:
 
 
 def missing_data(stages: list[dict]) -> list[str]:
-    """What the stages require and is not there, unless an earlier stage of the list makes it (a path
-    under that stage's ``RUN_DIR``: a fine-tune of a run that this invocation trains first)."""
+    """What the stages require and is not there, unless an earlier stage of the list makes it (its
+    ``RUN_DIR`` or ``DESTINATION``, a path inside it or a folder holding it: a fine-tune of a run, or
+    crops that this invocation makes first)."""
     root = data_root()
     out, made = set(), []
     for s in stages:
         for r in s.get("requires", []):
             p = root / r
-            if not p.exists() and not any(p == d or d in p.parents for d in made):
+            if not p.exists() and not any(p == d or d in p.parents or p in d.parents for d in made):
                 out.add(f"{p}  (needed by stage {s['name']})")
-        if s.get("parameters", {}).get("RUN_DIR"):
-            made.append(root / str(s["parameters"]["RUN_DIR"]))
+        made += [root / str(s["parameters"][k]) for k in ("RUN_DIR", "DESTINATION") if s.get("parameters", {}).get(k)]
     return sorted(out)
 
 

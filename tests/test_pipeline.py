@@ -45,5 +45,8 @@ def test_missing_data_admits_what_an_earlier_stage_trains(monkeypatch, tmp_path)
     first = {"name": "ce", "requires": ["lfw"], "parameters": {"RUN_DIR": str(tmp_path / "runs" / "ce")}}
     ft = {"name": "ft", "requires": ["lfw", str(tmp_path / "runs" / "ce" / "last.pt")], "parameters": {}}
     assert pipeline.missing_data([first, ft]) == []
+    align = {"name": "align", "requires": [], "parameters": {"DESTINATION": str(tmp_path / "aligned" / "a")}}
+    use = {"name": "use", "requires": [str(tmp_path / "aligned")], "parameters": {}}
+    assert pipeline.missing_data([align, use]) == []
     missing = pipeline.missing_data([ft, first])
     assert len(missing) == 1 and "last.pt" in missing[0] and "stage ft" in missing[0]
