@@ -101,3 +101,28 @@ def test_dlib_teacher_refuses_other_crop_sizes_and_framings():
         create_teacher("dlib", framing="tight")
     with pytest.raises(ValueError, match=r"expected uint8 \(N, 150, 150, 3\) chips"):
         create_teacher("dlib").embed(np.zeros((1, 112, 112, 3), np.uint8))
+
+
+def test_onnx_teacher_matches_the_torch_model_it_was_exported_from(tmp_path):
+    """Any embedding model in ONNX: normalisation and input size as parameters, unit embeddings out."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    import warnings
+
+    import torch
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, stride=4), torch.nn.Flatten(), torch.nn.Linear(4 * 8 * 8, 16)).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, torch.zeros(1, 3, 32, 32), tmp_path / "m.onnx", input_names=["x"],
+                          dynamic_axes={"x": {0: "n"}}, dynamo=False)
+    t = create_teacher("onnx", path=tmp_path / "m.onnx", input_size=32, mean=(0.5, 0.4, 0.3), std=(0.2, 0.2, 0.2))
+    assert t.meta["embedding_dim"] == 16 and t.align_size == 32 and t.cache_key.startswith("onnx-")
+    crops = np.random.default_rng(0).integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
+    x = (torch.from_numpy(crops).float() / 255 - torch.tensor([0.5, 0.4, 0.3])) / 0.2
+    with torch.no_grad():
+        ref = torch.nn.functional.normalize(net(x.permute(0, 3, 1, 2)), dim=1).numpy()
+    np.testing.assert_allclose(t.embed(crops), ref, atol=1e-5)
+    with pytest.raises(FileNotFoundError, match="no model file"):
+        create_teacher("onnx", path=tmp_path / "missing.onnx")
