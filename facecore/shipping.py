@@ -86,7 +86,7 @@ def evaluate_lfw(checkpoint: str | os.PathLike, lfw_dir: str | os.PathLike, devi
     table = {str(f): float(threshold_at_fpr(sims[~issame], f)) for f in sorted({*CALIBRATION_FPRS, fpr})}
     return {"lfw_acc": float(res["mean"]), "lfw_std": float(res["std"]), "lfw_spread": embedding_spread(e.embeddings[e.ok]),
             "lfw_missing_crops": int((~e.ok).sum()), "threshold": table[str(fpr)], "threshold_fpr": fpr,
-            "thresholds_by_fpr": table}
+            "thresholds_by_fpr": table, "lfw_fold_accuracies": [float(a) for a in res["accuracies"]]}
 
 
 def calibrate_checkpoint(path: str | os.PathLike, lfw_dir: str | os.PathLike, device: str = "cpu",
