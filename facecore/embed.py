@@ -124,7 +124,9 @@ def embed_files(paths: list[str | os.PathLike], embedder: Embedder, detector=Non
             faces = detect_align([imgs[j].rgb for j in good], detector, embedder.align_size, select)
             for j, f in zip(good, faces):
                 if f:
-                    crops[j] = f[0].crop
+                    # a teacher cuts its own crop from the photo (its template, e.g. dlib's chip)
+                    crops[j] = (embedder.align(imgs[j].rgb, f[0].box, f[0].landmarks) if hasattr(embedder, "align")
+                                else f[0].crop)
                     n_faces[idx[j]] = f[0].n_faces
                     padded[idx[j]] = f[0].padded
         have = [j for j in range(len(idx)) if crops[j] is not None]
