@@ -109,11 +109,12 @@ def save_metrics(path: str | os.PathLike, metrics: dict) -> None:
 
 def promote(candidate: str | os.PathLike, name: str, lfw_dir: str | os.PathLike | None = None, device: str = "cpu",
             metrics_from: str | os.PathLike | None = None, metrics_to: str | os.PathLike | None = None,
-            force: bool = False) -> dict:
+            force: bool = False, cache_dir: str | os.PathLike | None = None) -> dict:
     """Replace the shipped model ``name`` by the exported ``candidate`` only if it is better: both are
     measured side by side by the ``lfw`` protocol (flip embeddings, the same aligned crops), and the
     candidate must have the higher accuracy (``force``: replace anyway). On replacement the SHA-256 is
-    recorded in config.py and ``metrics_from`` (the candidate's metrics JSON) is copied to ``metrics_to``.
+    recorded in config.py and ``metrics_from`` (the candidate's metrics JSON) is copied to ``metrics_to``;
+    ``cache_dir``: the embedding cache (``embed_files``).
     Returns both accuracies and their fold-paired difference."""
     from .metrics import paired_difference
     from .models import load_embedder
@@ -124,8 +125,8 @@ def promote(candidate: str | os.PathLike, name: str, lfw_dir: str | os.PathLike 
     if name not in models:
         raise ValueError(f"{name!r} is not a shipped model; config.params has {sorted(models)}")
     old_path = models[name][0]
-    old = evaluate("lfw", load_embedder(old_path, device), aligned_dir=lfw_dir)
-    new = evaluate("lfw", load_embedder(candidate, device), aligned_dir=lfw_dir)
+    old = evaluate("lfw", load_embedder(old_path, device), aligned_dir=lfw_dir, cache_dir=cache_dir)
+    new = evaluate("lfw", load_embedder(candidate, device), aligned_dir=lfw_dir, cache_dir=cache_dir)
     out = {"name": name, "old_lfw": old["lfw_acc"], "new_lfw": new["lfw_acc"], "new_std": new["lfw_std"],
            "paired": paired_difference(new["accuracies"], old["accuracies"]), "promoted": False}
     if new["lfw_acc"] <= old["lfw_acc"] and not force:
@@ -137,7 +138,12 @@ def promote(candidate: str | os.PathLike, name: str, lfw_dir: str | os.PathLike 
     os.replace(tmp, old_path)
     out["sha256"], out["promoted"] = record_hash(old_path)[1], True
     if metrics_from and metrics_to:
-        atomic_write_text(project_path(metrics_to), Path(metrics_from).read_text())
+        m = json.loads(Path(metrics_from).read_text())
+        shipped = Path(models[name][0])
+        rel = shipped.relative_to(project_path(".")) if shipped.is_relative_to(project_path(".")) else shipped
+        m.update({"exported": str(rel), "sha256": out["sha256"],
+                  "promoted_from": str(candidate), "lfw_side_by_side": {k: out[k] for k in ("old_lfw", "new_lfw", "paired")}})
+        atomic_write_text(project_path(metrics_to), json.dumps(m, indent=1, default=float))
     print(f"{name}: LFW {100 * old['lfw_acc']:.2f}% -> {100 * new['lfw_acc']:.2f}% "
           f"(paired by fold {100 * out['paired']['mean']:+.2f} +- {100 * out['paired']['se']:.2f})")
     return out

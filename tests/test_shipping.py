@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 
@@ -17,7 +19,7 @@ def zoo(monkeypatch, tmp_path):
     monkeypatch.setattr(facecore.zoo, "record_hash", lambda p: recorded.setdefault("m", ("m", p.read_text())))
     monkeypatch.setattr(facecore.models, "load_embedder", lambda p, device="cpu": p)
     folds = lambda p: np.full(10, float(open(p).read())) + np.linspace(-0.01, 0.01, 10)  # noqa: E731
-    monkeypatch.setattr(facecore.protocols, "evaluate", lambda name, e, aligned_dir=None: {
+    monkeypatch.setattr(facecore.protocols, "evaluate", lambda name, e, aligned_dir=None, cache_dir=None: {
         "lfw_acc": folds(e).mean(), "lfw_std": folds(e).std(), "accuracies": folds(e)})
     return shipped, recorded
 
@@ -33,6 +35,7 @@ def test_promote_replaces_only_with_a_better_model(zoo, tmp_path):
     r = promote(better, "m", metrics_from=tmp_path / "cand.json", metrics_to=tmp_path / "shipped.json")
     assert r["promoted"] and shipped.read_text() == "0.93" and recorded["m"][1] == "0.93"
     assert r["paired"]["mean"] == pytest.approx(0.03) and r["paired"]["folds_better"] == 10
-    assert (tmp_path / "shipped.json").read_text() == '{"lfw_acc": 0.93}'
+    m = json.loads((tmp_path / "shipped.json").read_text())
+    assert m["lfw_acc"] == 0.93 and m["sha256"] == "0.93" and m["promoted_from"] == str(better)
     with pytest.raises(ValueError, match="not a shipped model"):
         promote(better, "nope")
