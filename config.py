@@ -24,7 +24,7 @@ params: dict[str, str] = {
 # (facecore.zoo.verify_shipped). Exporting over a shipped file (facecore.shipping.finalize_run) rewrites
 # its line here; tests/test_zoo.py checks every file against it.
 sha256: dict[str, str] = {
-    "ce-efficientnet": "336e467833f32147a7be2a0e1f688f345516dab9c1e03ec2306622715eb5a717",
+    "ce-efficientnet": "9c52a970ed6e7e6c90802558e615f1473b6dccf7d8f8407196d0c46f8767e66c",
     "arcface-efficientnet": "7eb90d74807714594afffecc9783aa2a82663e056f2bfb31caf1aa29020fae0a",
     "triplet-efficientnet-min-val-loss": "5981451676c1e50cf4eca0f180f3a89b77bc8a39564aa47d5362bbadb6ba3bce",
     "triplet-efficientnet-last-epoch": "eb3702e4692da561ed53c513314b6f0b5ac3351104a4ee4d2bf0599dc4c92e98",
