@@ -124,6 +124,8 @@ def promote(candidate: str | os.PathLike, name: str, lfw_dir: str | os.PathLike 
     models = shipped_models()
     if name not in models:
         raise ValueError(f"{name!r} is not a shipped model; config.params has {sorted(models)}")
+    if not Path(candidate).is_file():
+        raise FileNotFoundError(f"candidate model {candidate} not found (a finished run's export, e.g. runs/models/*.pt)")
     old_path = models[name][0]
     old = evaluate("lfw", load_embedder(old_path, device), aligned_dir=lfw_dir, cache_dir=cache_dir)
     new = evaluate("lfw", load_embedder(candidate, device), aligned_dir=lfw_dir, cache_dir=cache_dir)
@@ -147,3 +149,33 @@ def promote(candidate: str | os.PathLike, name: str, lfw_dir: str | os.PathLike 
     print(f"{name}: LFW {100 * old['lfw_acc']:.2f}% -> {100 * new['lfw_acc']:.2f}% "
           f"(paired by fold {100 * out['paired']['mean']:+.2f} +- {100 * out['paired']['se']:.2f})")
     return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m facecore.shipping promote CANDIDATE NAME [--metrics-from F --metrics-to G] [--force]``"""
+    import argparse
+    import sys
+
+    p = argparse.ArgumentParser(prog="python -m facecore.shipping", description="replace a shipped model by a better one")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    q = sub.add_parser("promote", help="measure CANDIDATE and shipped NAME side by side on LFW; replace if better")
+    q.add_argument("candidate")
+    q.add_argument("name")
+    q.add_argument("--lfw_dir", default="cache/aligned/lfw-112", help="aligned LFW crops (alignment stage)")
+    q.add_argument("--cache_dir", default="cache/embeddings")
+    q.add_argument("--metrics-from", dest="metrics_from")
+    q.add_argument("--metrics-to", dest="metrics_to")
+    q.add_argument("--force", action="store_true", help="replace even when not better")
+    a = p.parse_args(argv)
+    try:
+        r = promote(a.candidate, a.name, project_path(a.lfw_dir), metrics_from=a.metrics_from, metrics_to=a.metrics_to,
+                    force=a.force, cache_dir=project_path(a.cache_dir))
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(r, default=float))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -39,3 +39,10 @@ def test_promote_replaces_only_with_a_better_model(zoo, tmp_path):
     assert m["lfw_acc"] == 0.93 and m["sha256"] == "0.93" and m["promoted_from"] == str(better)
     with pytest.raises(ValueError, match="not a shipped model"):
         promote(better, "nope")
+
+
+def test_promote_command_line_names_a_missing_candidate(zoo, tmp_path, capsys):
+    from facecore.shipping import main
+
+    assert main(["promote", str(tmp_path / "none.pt"), "m"]) == 2
+    assert "candidate model" in capsys.readouterr().err
