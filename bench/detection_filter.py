@@ -33,12 +33,12 @@ def read_labels(path: Path = LABELS) -> dict[int, list[tuple[np.ndarray, str]]]:
     return out
 
 
-def geometry(lm: np.ndarray) -> dict[str, float]:
-    """Yaw proxy (nose offset from the eyes' midpoint along the eye line, in eye distances) and the
-    eye distance; both from the 5 landmarks."""
+def yaw(lm: np.ndarray) -> float:
+    """Yaw proxy from the 5 landmarks: the nose's offset from the eyes' midpoint along the eye line, in
+    eye distances."""
     le, re, nose = lm[0], lm[1], lm[2]
-    ed = float(np.linalg.norm(re - le))
-    return {"yaw": float(np.dot(nose - (le + re) / 2, (re - le) / max(ed, 1e-9)) / max(ed, 1e-9)), "eye_px": ed}
+    ed = max(float(np.linalg.norm(re - le)), 1e-9)
+    return float(np.dot(nose - (le + re) / 2, (re - le) / ed) / ed)
 
 
 def main() -> None:
@@ -81,7 +81,7 @@ def main() -> None:
         "score >= 0.9": lambda r: r["score"] >= 0.9,
         "score >= 0.95": lambda r: r["score"] >= 0.95,
         "side >= 0.5 x frame's largest": lambda r: plausible(r, min_score=0.0, min_rel_side=0.5),
-        "abs(yaw) <= 0.6 (nose near the eye midpoint)": lambda r: abs(geometry(r["lm"])["yaw"]) <= 0.6,
+        "abs(yaw) <= 0.6 (nose near the eye midpoint)": lambda r: abs(yaw(r["lm"])) <= 0.6,
         "score >= 0.9 and side >= 0.5 x largest (default)": lambda r: plausible(r),
     }
     kinds = ["face", "profile", "not_face", "unlabelled"]

@@ -24,7 +24,7 @@ import torch.distributed as dist
 
 from .checkpoint import checkpoint_meta, export_for_shipping, save_checkpoint  # noqa: F401 (re-export)
 from .data import PKSampler, augment, load_crops, scan_identities, shuffled_batches, split_per_identity, to_tensor
-from .losses import build_loss
+from .losses import build_loss, distill_targets
 from .models import create_model, default_input_size, recalibrate_bn  # noqa: F401 (re-export)
 from .paths import project_path
 from .preprocessing import ALIGN_SIZE, cache_crop_size
@@ -123,8 +123,6 @@ class _Run:
         y = torch.from_numpy(labels)
         if self.teacher is None:
             return y
-        from .losses import distill_targets
-
         return distill_targets(y, torch.from_numpy(self.teacher[rows]))
 
     def meta(self, metrics: dict) -> dict:
