@@ -40,11 +40,13 @@ def scan_unlabelled(root: str | os.PathLike, limit: int = 0) -> FaceSet:
     return FaceSet(root, paths, np.full(len(paths), -1, np.int64), [])
 
 
-def teacher_targets(fs: FaceSet, teacher, cache_dir: str | os.PathLike | None, progress: bool = True) -> np.ndarray:
-    """(N, D) unit teacher embeddings (flip-averaged) of the aligned crops of ``fs``, cached by file content."""
+def teacher_targets(fs: FaceSet, teacher, cache_dir: str | os.PathLike | None, progress: bool = True,
+                    flip: bool = False) -> np.ndarray:
+    """(N, D) unit teacher embeddings of the aligned crops of ``fs`` (``flip``: averaged with the mirror's),
+    cached by file content."""
     from .embed import embed_files
 
-    e = embed_files([fs.root / p for p in fs.paths], teacher, aligned=True, flip=True, cache_dir=cache_dir,
+    e = embed_files([fs.root / p for p in fs.paths], teacher, aligned=True, flip=flip, cache_dir=cache_dir,
                     progress=progress)
     bad = [fs.paths[i] for i in np.nonzero(~e.ok)[0][:3]]
     if bad:
@@ -54,15 +56,16 @@ def teacher_targets(fs: FaceSet, teacher, cache_dir: str | os.PathLike | None, p
 
 
 def prepare(teacher_name: str, teacher_kwargs: dict, labelled: FaceSet, unlabelled_dir: str | None,
-            unlabelled_limit: int, cache_dir: str | os.PathLike | None, progress: bool = True) -> DistillData:
+            unlabelled_limit: int, cache_dir: str | os.PathLike | None, progress: bool = True,
+            flip: bool = False) -> DistillData:
     """The teacher's targets for ``labelled`` and for the unlabelled faces under ``unlabelled_dir``."""
     from .teachers import create_teacher
 
     teacher = create_teacher(teacher_name, **teacher_kwargs)
     unl = (scan_unlabelled(unlabelled_dir, unlabelled_limit) if unlabelled_dir
            else FaceSet(Path("."), [], np.zeros(0, np.int64), []))
-    return DistillData(teacher_targets(labelled, teacher, cache_dir, progress), unl,
-                       teacher_targets(unl, teacher, cache_dir, progress) if len(unl.paths)
+    return DistillData(teacher_targets(labelled, teacher, cache_dir, progress, flip), unl,
+                       teacher_targets(unl, teacher, cache_dir, progress, flip) if len(unl.paths)
                        else np.zeros((0, teacher.meta["embedding_dim"]), np.float32))
 
 
@@ -76,7 +79,7 @@ def attach(run, labelled: FaceSet, cache_dir: Path, progress: bool = True) -> No
     if getattr(run.loss_fn, "teacher_dim", None) is None:
         raise ValueError(f"teacher={cfg.teacher!r} needs loss='distill', got loss={cfg.loss!r}")
     dd = prepare(cfg.teacher, dict(cfg.teacher_kwargs), labelled, cfg.unlabelled_dir, cfg.unlabelled_limit,
-                 cache_dir / "teacher", progress)
+                 cache_dir / "teacher", progress, cfg.teacher_flip)
     if dd.labelled.shape[1] != run.loss_fn.teacher_dim:
         raise ValueError(f"teacher {cfg.teacher!r} gives {dd.labelled.shape[1]}-d embeddings but the distill loss "
                          f"was built with teacher_dim={run.loss_fn.teacher_dim}")
