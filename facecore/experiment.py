@@ -41,9 +41,11 @@ def training_config(loss: str, loss_kwargs: dict, params: dict) -> TrainConfig:
 
 def setup_training(loss: str, loss_kwargs: dict, params: dict) -> tuple[TrainConfig, str]:
     """(config, device) of a training notebook: ``training_config`` plus its ``DEVICE`` (resolved) and
-    ``THREADS`` (applied)."""
+    ``THREADS`` (applied); both are printed."""
     set_threads(int(params.get("THREADS", 0)))
-    return training_config(loss, loss_kwargs, params), resolve_device(str(params.get("DEVICE", "auto")))
+    cfg, device = training_config(loss, loss_kwargs, params), resolve_device(str(params.get("DEVICE", "auto")))
+    print(f"{cfg}\ndevice: {device}")
+    return cfg, device
 
 
 def run_summary(cfg: TrainConfig, history: pd.DataFrame, device: str) -> dict:
@@ -51,3 +53,29 @@ def run_summary(cfg: TrainConfig, history: pd.DataFrame, device: str) -> dict:
     return {"loss": cfg.loss, "arch": cfg.arch, "device": device, "epochs": int(len(history)),
             "train_time_s": float(history.epoch_s.sum()), "first_train_loss": float(history.train_loss.iloc[0]),
             "last_train_loss": float(history.train_loss.iloc[-1]), "init_from": cfg.init_from}
+
+
+def finish_training(cfg: TrainConfig, history: pd.DataFrame, device: str, params: dict,
+                    exports: dict[str, tuple[str, str]] | None = None, extra: dict | None = None) -> dict:
+    """The end of a training notebook (pass ``globals()`` as ``params``): ``run_summary``, then each
+    exported checkpoint of ``RUN_DIR`` (fp16 with ``SHIP_MANTISSA_BITS``, LFW on ``LFW_DIR``, thresholds
+    at ``THRESHOLD_FPR``; ``shipping.finalize_run``), plus ``extra``, written to ``METRICS_PATH`` and printed.
+
+    ``exports``: {summary key: (checkpoint, export path)}; default: ``best.pt`` to ``EXPORT_PATH``, its
+    metrics merged into the summary's top level (key "").
+    """
+    import json
+
+    from .shipping import save_metrics
+
+    summary = run_summary(cfg, history, device)
+    for key, (checkpoint, path) in (exports or {"": ("best.pt", params.get("EXPORT_PATH", ""))}).items():
+        m = finalize_run(params["RUN_DIR"], checkpoint, path or None, params.get("LFW_DIR") or None,
+                         float(params.get("THRESHOLD_FPR", 1e-3)), device,
+                         mantissa_bits=int(params.get("SHIP_MANTISSA_BITS", 10)))
+        summary.update({key: m} if key else m)
+    summary.update(extra or {})
+    if params.get("METRICS_PATH"):
+        save_metrics(params["METRICS_PATH"], summary)
+    print(json.dumps(summary, indent=1, default=str))
+    return summary

@@ -27,6 +27,32 @@ def test_finalize_exports_deflated_fp16_with_the_mantissa_asked(tmp_path):
             torch.testing.assert_close(v.float(), ref[k].float(), rtol=2 ** -8, atol=2 ** -21)
 
 
+def test_finish_training_exports_each_checkpoint_and_writes_the_metrics(tmp_path, capsys):
+    import json
+
+    import pandas as pd
+
+    from facecore.experiment import finish_training, training_config
+
+    run = tmp_path / "run"
+    model = create_model("efficientnet-b0", embedding_dim=16)
+    for name, epoch in (("best.pt", 2), ("last.pt", 3)):
+        save_checkpoint(run / name, model, checkpoint_meta("efficientnet-b0", 16, 64, classes=["a", "b"],
+                                                           metrics={"epoch": epoch}))
+    history = pd.DataFrame({"epoch": [1, 2, 3], "epoch_s": [1.0, 2.0, 3.0], "train_loss": [3.0, 2.0, 1.5]})
+    cfg = training_config("triplet", {}, {"EPOCHS": 3})
+    params = {"RUN_DIR": str(run), "LFW_DIR": "", "METRICS_PATH": str(tmp_path / "m.json"), "SHIP_MANTISSA_BITS": 8}
+    s = finish_training(cfg, history, "cpu", params, exports={"min_val_loss": ("best.pt", str(tmp_path / "b.pt")),
+                                                              "last_epoch": ("last.pt", "")}, extra={"note": 1})
+    assert (s["min_val_loss"]["epoch"], s["last_epoch"]["epoch"]) == (2, 3)
+    assert s["min_val_loss"]["exported"] == str(tmp_path / "b.pt") and "exported" not in s["last_epoch"]
+    assert (s["epochs"], s["train_time_s"], s["last_train_loss"], s["note"]) == (3, 6.0, 1.5, 1)
+    assert json.loads((tmp_path / "m.json").read_text())["min_val_loss"]["mantissa_bits"] == 8
+    assert '"last_epoch"' in capsys.readouterr().out
+    flat = finish_training(cfg, history, "cpu", {"RUN_DIR": str(run), "EXPORT_PATH": str(tmp_path / "c.pt")})
+    assert flat["epoch"] == 2 and flat["exported"] == str(tmp_path / "c.pt")  # best.pt, merged at the top
+
+
 def test_training_config_from_notebook_parameters():
     from facecore.experiment import training_config
     from facecore.pipeline import notebook_parameters
