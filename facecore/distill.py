@@ -90,3 +90,47 @@ def attach(run, labelled: FaceSet, cache_dir: Path, progress: bool = True) -> No
         run.crops = np.concatenate([run.crops, extra])
         run.tr_rows = np.concatenate([run.tr_rows, np.arange(start, start + len(extra))])
         run.tr_labels = np.concatenate([run.tr_labels, dd.unlabelled.labels])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m facecore.distill ROOT [--shard K/N] [--teacher dlib] [--flip] [--cache_dir D]``: fill the
+    teacher cache for the crops under ROOT before training. dlib's CPU build uses one thread, so run one
+    process per core, each with its own ``--shard`` (every N-th file from the K-th, 0-based)."""
+    import argparse
+    import sys
+
+    from .paths import project_path
+    from .teachers import create_teacher, teacher_names
+
+    p = argparse.ArgumentParser(prog="python -m facecore.distill", description="teacher embeddings of aligned crops")
+    p.add_argument("root", help="aligned crops (any layout), e.g. a training DATA_DIR or UNLABELLED_DIR")
+    p.add_argument("--teacher", default="dlib", choices=teacher_names())
+    p.add_argument("--framing", default="ours", help="dlib teacher: ours or dlib")
+    p.add_argument("--onnx_path", default="", help="onnx teacher: the model file")
+    p.add_argument("--flip", action="store_true", help="also the mirror's embedding (TEACHER_FLIP)")
+    p.add_argument("--shard", default="0/1", help="K/N: this process embeds every N-th file from the K-th")
+    p.add_argument("--cache_dir", default="cache/crops/teacher", help="the training run's cache_dir + /teacher")
+    a = p.parse_args(argv)
+    try:
+        k, n = (int(v) for v in a.shard.split("/"))
+        if not 0 <= k < n:
+            raise ValueError
+    except ValueError:
+        print(f"error: --shard must be K/N with 0 <= K < N, got {a.shard!r}", file=sys.stderr)
+        return 2
+    try:
+        fs = scan_unlabelled(a.root)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    fs = FaceSet(fs.root, fs.paths[k::n], fs.labels[k::n], [])
+    kwargs = {"dlib": {"framing": a.framing}, "onnx": {"path": a.onnx_path}}.get(a.teacher, {})
+    teacher = create_teacher(a.teacher, **kwargs)
+    e = teacher_targets(fs, teacher, project_path(a.cache_dir), progress=True, flip=a.flip)
+    print(f"{len(fs.paths)} crops of {a.root} embedded by {teacher.name} (shard {k}/{n}) into {a.cache_dir}; "
+          f"norms {np.linalg.norm(e, axis=1).min():.3f}-{np.linalg.norm(e, axis=1).max():.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -54,3 +54,19 @@ def test_teacher_needs_the_distill_loss_and_its_size(toy, data_dir, tmp_path):
         train(_cfg(data_dir, tmp_path, loss="arcface", loss_kwargs={}), tmp_path / "a", progress=False)
     with pytest.raises(ValueError, match="gives 12-d embeddings but the distill loss was built with teacher_dim=128"):
         train(_cfg(data_dir, tmp_path, loss_kwargs={}), tmp_path / "b", progress=False)
+
+
+def test_sharded_teacher_cache_fill(toy, unlabelled, tmp_path, capsys):
+    from facecore.distill import main
+
+    cache = tmp_path / "tc"
+    assert main([str(unlabelled), "--teacher", "toy", "--shard", "1/3", "--cache_dir", str(cache)]) == 0
+    files = sorted(unlabelled.iterdir())
+    cached = {p.stem for p in cache.rglob("*.npz")}
+    assert cached == {file_key(f) for f in files[1::3]}  # every third file from the second, nothing else
+    assert main([str(unlabelled), "--teacher", "toy", "--shard", "0/3", "--cache_dir", str(cache)]) == 0
+    assert len({p.stem for p in cache.rglob("*.npz")}) == len({file_key(f) for f in files[0::3] + files[1::3]})
+    assert main([str(unlabelled), "--teacher", "toy", "--shard", "3/3"]) == 2
+    assert main([str(tmp_path / "nowhere"), "--teacher", "toy"]) == 2
+    err = capsys.readouterr().err
+    assert "--shard must be K/N with 0 <= K < N, got '3/3'" in err and "unlabelled faces: no folder" in err
