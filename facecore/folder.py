@@ -1,10 +1,11 @@
 """Align a whole ``<identity>/<image>`` tree (CASIA-WebFace, LFW layout) into face crops.
 
 Resumable: each finished batch is appended to a journal (``.align_journal.csv``) in one write and
-fsynced, with each source's size and modification time; a rerun skips every file the journal names,
-except a source that changed since (size or mtime) and a face whose crop is missing, which are
-redone. Journals written before the size/mtime columns existed stay valid (their rows count as done
-while their crop exists). Every crop and the final ``manifest.csv`` are written atomically
+fsynced, with each source's size, modification time and SHA-1; a rerun skips every file the journal
+names, except a source that changed since and a face whose crop is missing, which are redone. A
+source whose modification time changed but whose bytes did not (a data set copied or extracted
+again) is not redone. Journals written before these columns existed stay valid (their rows count as
+done while their crop exists; without a recorded SHA-1 a new modification time means a redo). Every crop and the final ``manifest.csv`` are written atomically
 (temporary file + rename), so a kill at any moment leaves no half-written file; ``read_manifest``
 refuses a manifest damaged later (cut mid-row).
 """
@@ -29,7 +30,8 @@ LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
 OLD_COLUMNS = (["path", "output", "status", "message", "score", "n_faces", "width", "height", "x1", "y1", "x2", "y2"]
                + [f"{n}_{a}" for n in LANDMARK_NAMES for a in ("x", "y")])  # journals/manifests before padded/size/mtime
 # padded: the face was found by the detector's retry on the padded image; src_size/src_mtime_ns: the source's stat
-COLUMNS = OLD_COLUMNS + ["padded", "src_size", "src_mtime_ns"]
+V2_COLUMNS = OLD_COLUMNS + ["padded", "src_size", "src_mtime_ns"]
+COLUMNS = V2_COLUMNS + ["src_sha1"]  # the source's content: a new mtime over the same bytes is not a change
 JOURNAL, MANIFEST, CONFIG = ".align_journal.csv", "manifest.csv", "align_config.json"
 
 
@@ -56,8 +58,8 @@ def _read_journal(path: Path) -> list[list[str]]:
     if lines and lines[-1] != "":
         lines = lines[:-1]  # the last line has no newline: a partial write
     for row in csv.reader(lines):
-        if len(row) == len(OLD_COLUMNS):
-            row = row + ["", "", ""]  # a row of an older journal: source stat unknown
+        if len(row) in (len(OLD_COLUMNS), len(V2_COLUMNS)):
+            row = row + [""] * (len(COLUMNS) - len(row))  # a row of an older journal: source stat/digest unknown
         if len(row) == len(COLUMNS) and row[2] in (OK, NO_FACE, UNREADABLE):
             rows.append(row)
     return rows
@@ -71,10 +73,26 @@ def _stat(path: Path) -> tuple[str, str]:
     return str(st.st_size), str(st.st_mtime_ns)
 
 
+def _sha1(path: Path) -> str:
+    from .files import file_digest
+
+    try:
+        return file_digest(path, "sha1")
+    except OSError:
+        return ""
+
+
 def _still_valid(row: list[str], src: Path, dst: Path) -> bool:
-    """A journal row stands unless its source changed (size/mtime, when recorded) or its crop is gone."""
-    if row[-2] and _stat(src / row[0]) != (row[-2], row[-1]):
-        return False
+    """A journal row stands unless its source changed (size/mtime, when recorded, and then its bytes,
+    when their SHA-1 is recorded) or its crop is gone. A new mtime over the same bytes is written into
+    ``row``, so the next check is a stat again."""
+    size, mtime, sha1 = row[-3:]
+    if size:
+        now = _stat(src / row[0])
+        if now != (size, mtime):
+            if not (sha1 and now[0] == size and _sha1(src / row[0]) == sha1):
+                return False
+            row[-2] = now[1]
     return row[2] != OK or (dst / row[1]).is_file()
 
 
@@ -93,7 +111,7 @@ def _fmt(x: float, nd: int = 2) -> str:
     return f"{x:.{nd}f}"
 
 
-def _row(path: str, out: str, img: LoadedImage, faces, stat: tuple[str, str]) -> list[str]:
+def _row(path: str, out: str, img: LoadedImage, faces, stat: tuple[str, str, str]) -> list[str]:
     blank = [""] * (len(OLD_COLUMNS) - 8)
     if img.status != OK:
         return [path, "", UNREADABLE, " ".join(img.message.split()), "", "0", "", ""] + blank + ["0", *stat]
@@ -172,7 +190,7 @@ def align_folder(src: str | os.PathLike, dst: str | os.PathLike, size: int = 112
     pool = mp.get_context("fork").Pool(num_workers) if num_workers > 0 and todo else None
     try:
         jobs = [(str(src / p), max_side) for p in todo]
-        stats = {p: _stat(src / p) for p in todo}  # before decoding: a change during the run is redone next time
+        stats = {p: (*_stat(src / p), _sha1(src / p)) for p in todo}  # before decoding: a change during the run is redone next time
         loaded = _prefetch(pool, jobs, 4 * batch_size * num_workers) if pool else map(_load, jobs)
         with open(journal_path, "a", newline="") as journal:
             for start in range(0, len(todo), batch_size):
@@ -240,7 +258,7 @@ def _check_manifest(path: Path) -> None:
         raise ValueError(f"{path} is torn (its last row is cut short); {fix}")
     rows = csv.reader(io.StringIO(text))
     header = next(rows, [])
-    if header not in (COLUMNS, OLD_COLUMNS):
+    if header not in (COLUMNS, V2_COLUMNS, OLD_COLUMNS):
         raise ValueError(f"{path}: header is not a facecore manifest's; {fix}")
     for lineno, row in enumerate(rows, start=2):
         if len(row) != len(header) or row[2] not in (OK, NO_FACE, UNREADABLE):

@@ -1,3 +1,4 @@
+import csv
 import io
 import os
 import signal
@@ -110,7 +111,7 @@ def test_kill_9_then_resume_equals_uninterrupted_run(lfw_dir, tmp_path):
         time.sleep(0.05)
     os.kill(p.pid, signal.SIGKILL)
     p.wait()
-    done_before = [line.split(",")[1] for line in journal.read_text().splitlines() if line.endswith(tuple("0123456789"))]
+    done_before = [row[1] for row in csv.reader(journal.read_text().split("\n")[:-1])]  # complete rows only
     assert 24 <= len(done_before) < limit, "the kill must land in the middle of the run"
     inodes = {o: (dst / o).stat().st_ino for o in done_before}
     assert _run(lfw_dir, dst, limit).wait(timeout=300) == 0
@@ -164,6 +165,26 @@ def test_resume_redoes_a_deleted_crop_and_a_replaced_source_only(three_faces, lf
     assert m2.loc[0, "x1"] == m1.loc[0, "x1"] and m2.loc[1, "src_size"] == other.stat().st_size
     assert m2.loc[1, "x1"] != m1.loc[1, "x1"]  # the new photo's face, not the old one's
     assert len(m2) == 3 and m2.path.is_unique
+
+
+def test_a_new_mtime_over_the_same_bytes_is_not_redone(three_faces, tmp_path):
+    """A data set extracted or copied again (every mtime new, bytes the same) keeps its crops."""
+    dst = tmp_path / "out"
+    m1 = align_folder(three_faces, dst, num_workers=0, progress=False)
+    inodes = [(dst / o).stat().st_ino for o in m1.output]  # a redone crop is written anew (a new inode)
+    for p in m1.path:
+        os.utime(three_faces / p, ns=(1_000_000_000, 1_000_000_000))
+    m2 = align_folder(three_faces, dst, num_workers=0, progress=False)
+    assert [(dst / o).stat().st_ino for o in m2.output] == inodes
+    assert list(m2.src_mtime_ns) == [1_000_000_000] * 3 and list(m2.src_sha1) == list(m1.src_sha1)
+    f = three_faces / m1.path[0]
+    data = bytearray(f.read_bytes())
+    data[-3] ^= 0xFF  # same size, other bytes: a change all the same
+    f.write_bytes(bytes(data))
+    os.utime(f, ns=(2_000_000_000, 2_000_000_000))
+    m3 = align_folder(three_faces, dst, num_workers=0, progress=False)
+    assert [(dst / o).stat().st_ino == i for o, i in zip(m3.output, inodes)] == [False, True, True]
+    assert m3.src_sha1[0] != m1.src_sha1[0]
 
 
 def test_a_journal_of_the_old_format_is_resumed_without_redoing(three_faces, tmp_path):
