@@ -24,7 +24,7 @@ NOTEBOOK_FIELDS: dict[str, tuple[str, bool]] = {
     "P_IDENTITIES": ("p_identities", False), "K_IMAGES": ("k_images", False), "INIT_FROM": ("init_from", True),
     "CPU_BF16": ("cpu_bf16", False), "TEACHER": ("teacher", True), "TEACHER_KWARGS": ("teacher_kwargs", False),
     "UNLABELLED_DIR": ("unlabelled_dir", True), "UNLABELLED_LIMIT": ("unlabelled_limit", False),
-    "TEACHER_FLIP": ("teacher_flip", False),
+    "TEACHER_FLIP": ("teacher_flip", False), "TEACHER_CENTER": ("teacher_center", False), "LFW_EVERY": ("lfw_every", False),
 }
 
 

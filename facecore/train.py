@@ -68,6 +68,7 @@ class TrainConfig:
     unlabelled_dir: str | None = None  # distillation: aligned faces without identities, trained on beside data_dir
     unlabelled_limit: int = 0  # use only the first N unlabelled faces (0: all) - for smoke runs
     teacher_flip: bool = False  # teacher targets average each crop's and its mirror's embedding (2x teacher time)
+    teacher_center: bool = True  # subtract the targets' mean and re-normalise (facecore.distill.center_targets)
     cpu_bf16: bool = False  # CPU training under bfloat16 autocast (~1.8x faster where the CPU has AVX512-BF16)
 
 

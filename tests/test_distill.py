@@ -70,3 +70,17 @@ def test_sharded_teacher_cache_fill(toy, unlabelled, tmp_path, capsys):
     assert main([str(tmp_path / "nowhere"), "--teacher", "toy"]) == 2
     err = capsys.readouterr().err
     assert "--shard must be K/N with 0 <= K < N, got '3/3'" in err and "unlabelled faces: no folder" in err
+
+
+def test_center_targets_against_a_brute_force_reference():
+    from facecore.distill import center_targets
+
+    rng = np.random.default_rng(0)
+    t = rng.normal(size=(50, 8)) * 0.2 + 3.0  # a shared part far larger than the rest, as dlib's
+    t /= np.linalg.norm(t, axis=1, keepdims=True)
+    c, mean = center_targets(t)
+    for i in range(len(t)):
+        d = t[i] - t.mean(axis=0)
+        np.testing.assert_allclose(c[i], d / np.sqrt((d ** 2).sum()), atol=2e-5)  # float32 targets
+    np.testing.assert_allclose(mean, t.mean(axis=0), rtol=1e-6)
+    assert (t @ t.T).min() > 0.9 and abs((c @ c.T)[np.triu_indices(50, 1)].mean()) < 0.1
