@@ -24,13 +24,12 @@ import numpy as np
 from facecore.paths import PROJECT_ROOT, data_root
 
 
-def chips(variant: str, teacher, files: list[str], rows: list[int], manifest_dir: Path, src: Path) -> np.ndarray:
-    """The teacher's input for each of ``files[rows]`` under ``variant``."""
+def chips(variant: str, teacher, files: list[str], rows: list[int], manifest_dir: Path, m, src: Path) -> np.ndarray:
+    """The teacher's input for each of ``files[rows]`` under ``variant``; ``m``: the manifest indexed by output."""
     from facecore.embed import aligned_input
     from facecore.files import load_rgb
-    from facecore.folder import landmarks_of, read_manifest
+    from facecore.folder import landmarks_of
 
-    m = read_manifest(manifest_dir).set_index("output")
     out = []
     for i in rows:
         rel = str(Path(files[i]).relative_to(manifest_dir))
@@ -49,6 +48,7 @@ def main() -> None:
     p.add_argument("--flip", action="store_true", help="average each face's and its mirror's embedding")
     args = p.parse_args()
 
+    from facecore.folder import read_manifest
     from facecore.metrics import lfw_accuracy
     from facecore.teachers import create_teacher
     from facecore.validate import lfw_protocol
@@ -58,11 +58,12 @@ def main() -> None:
     files, (i1, i2, issame, folds) = lfw_protocol(str(manifest), str(data_root() / "lfw" / "pairs.txt"))
     sel = folds < args.folds
     rows = sorted(set(i1[sel]) | set(i2[sel]))
+    m = read_manifest(manifest).set_index("output")
     print(f"{int(sel.sum())} pairs ({args.folds} folds), {len(rows)} photos, flip={args.flip}")
     print("| framing | LFW accuracy (%) | fold spread | faces/s |\n|---|---:|---:|---:|")
     for variant, framing in (("ours", "ours"), ("dlib", "dlib"), ("re-framed", "ours")):
         t = create_teacher("dlib", framing=framing)
-        x = chips(variant, t, files, rows, manifest, src)
+        x = chips(variant, t, files, rows, manifest, m, src)
         start = time.perf_counter()
         e = np.full((len(files), 128), np.nan, np.float32)
         e[rows] = t.embed(x, flip=args.flip)

@@ -140,9 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     fs = FaceSet(fs.root, fs.paths[k::n], fs.labels[k::n], [])
     kwargs = {"dlib": {"framing": a.framing}, "onnx": {"path": a.onnx_path}}.get(a.teacher, {})
     teacher = create_teacher(a.teacher, **kwargs)
-    e = teacher_targets(fs, teacher, project_path(a.cache_dir), progress=True, flip=a.flip)
+    norms = np.linalg.norm(teacher_targets(fs, teacher, project_path(a.cache_dir), progress=True, flip=a.flip), axis=1)
     print(f"{len(fs.paths)} crops of {a.root} embedded by {teacher.name} (shard {k}/{n}) into {a.cache_dir}; "
-          f"norms {np.linalg.norm(e, axis=1).min():.3f}-{np.linalg.norm(e, axis=1).max():.3f}")
+          f"norms {norms.min():.3f}-{norms.max():.3f}")
     return 0
 
 

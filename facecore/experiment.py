@@ -6,6 +6,8 @@ Paths, devices, threads, export, LFW evaluation and calibration moved to ``paths
 """
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 
 from .paths import project_path  # noqa: F401 (re-exported: notebooks import it from here)
@@ -64,10 +66,6 @@ def finish_training(cfg: TrainConfig, history: pd.DataFrame, device: str, params
     ``exports``: {summary key: (checkpoint, export path)}; default: ``best.pt`` to ``EXPORT_PATH``, its
     metrics merged into the summary's top level (key "").
     """
-    import json
-
-    from .shipping import save_metrics
-
     summary = run_summary(cfg, history, device)
     for key, (checkpoint, path) in (exports or {"": ("best.pt", params.get("EXPORT_PATH", ""))}).items():
         m = finalize_run(params["RUN_DIR"], checkpoint, path or None, params.get("LFW_DIR") or None,

@@ -124,8 +124,10 @@ def _row(path: str, out: str, img: LoadedImage, faces, stat: tuple[str, str, str
             + [str(int(f.padded)), *stat])
 
 
-def _load(args: tuple[str, int]) -> LoadedImage:
-    return load_rgb(args[0], max_side=args[1])
+def _load(args: tuple[str, int]) -> tuple[LoadedImage, str]:
+    """The decoded image and the SHA-1 of its file (hashed in the worker, just before the decode reads it again
+    from the page cache)."""
+    return load_rgb(args[0], max_side=args[1]), _sha1(Path(args[0]))
 
 
 def align_folder(src: str | os.PathLike, dst: str | os.PathLike, size: int = 112, device: str = "cpu",
@@ -190,12 +192,12 @@ def align_folder(src: str | os.PathLike, dst: str | os.PathLike, size: int = 112
     pool = mp.get_context("fork").Pool(num_workers) if num_workers > 0 and todo else None
     try:
         jobs = [(str(src / p), max_side) for p in todo]
-        stats = {p: (*_stat(src / p), _sha1(src / p)) for p in todo}  # before decoding: a change during the run is redone next time
+        stats = {p: _stat(src / p) for p in todo}  # before decoding: a change during the run is redone next time
         loaded = _prefetch(pool, jobs, 4 * batch_size * num_workers) if pool else map(_load, jobs)
         with open(journal_path, "a", newline="") as journal:
             for start in range(0, len(todo), batch_size):
                 batch = todo[start:start + batch_size]
-                imgs = [next(loaded) for _ in batch]
+                imgs, digests = zip(*[next(loaded) for _ in batch])
                 good = [i for i, im in enumerate(imgs) if im.status == OK]
                 faces = detect_align([imgs[i].rgb for i in good], detector, size, select, landmarker) if good else []
                 per_img = dict(zip(good, faces))
@@ -204,7 +206,7 @@ def align_folder(src: str | os.PathLike, dst: str | os.PathLike, size: int = 112
                     f = per_img.get(i, [])
                     if f:
                         atomic_write_bytes(dst / names[p], encode_jpeg(f[0].crop, quality))
-                    rows.append(_row(p, names[p], im, f, stats[p]))
+                    rows.append(_row(p, names[p], im, f, (*stats[p], digests[i])))
                 journal.write(_rows_text(rows))
                 journal.flush()
                 os.fsync(journal.fileno())
