@@ -44,9 +44,11 @@ def chips(variant: str, teacher, files: list[str], rows: list[int], manifest_dir
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--folds", type=int, default=10, help="use the first N of the 10 folds")
+    p.add_argument("--folds", type=int, default=10, help="use the first N (2..10) of the 10 folds")
     p.add_argument("--flip", action="store_true", help="average each face's and its mirror's embedding")
     args = p.parse_args()
+    if not 2 <= args.folds <= 10:
+        p.error(f"--folds must be 2..10 (the threshold of each fold is chosen on the others), got {args.folds}")
 
     from facecore.folder import read_manifest
     from facecore.metrics import lfw_accuracy
