@@ -198,3 +198,18 @@ def test_distill_of_unlabelled_faces_only_and_bad_labels():
     assert torch.isfinite(out) and e.grad.abs().sum() > 0 and loss.margin.centres.grad is None
     with pytest.raises(ValueError, match=r"labels must be \(N, 1 \+ 8\)"):
         loss(e, torch.zeros(4, dtype=torch.long))
+
+
+def test_pairwise_distances_match_brute_force_with_zero_on_duplicates():
+    from facecore.losses import pairwise_distances
+
+    torch.manual_seed(0)
+    e = torch.nn.functional.normalize(torch.randn(40, 16), dim=1)
+    e = torch.cat([e, e[:3]])  # duplicates: distance exactly 0, finite gradient
+    e.requires_grad_(True)
+    d = pairwise_distances(e)
+    ref = [[float(((e[i] - e[j]) ** 2).sum().sqrt()) for j in range(len(e))] for i in range(len(e))]
+    torch.testing.assert_close(d.detach(), torch.tensor(ref), atol=1e-3, rtol=0)
+    assert (d.diagonal() == 0).all() and (d[40:43, :3].diagonal() < 1e-3).all()
+    d.sum().backward()
+    assert torch.isfinite(e.grad).all()
