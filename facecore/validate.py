@@ -35,23 +35,40 @@ def evaluate_classifier(loss_fn, emb: torch.Tensor, labels: torch.Tensor) -> dic
 
 
 def evaluate_pairs(emb: np.ndarray, labels: np.ndarray, max_pairs: int = 20000, seed: int = 0) -> float:
-    """Best-threshold verification accuracy on balanced same/different pairs of the validation set."""
+    """Best-threshold verification accuracy on balanced same/different pairs of the validation set.
+
+    Same-identity pairs are enumerated (random draws rarely find one when most identities have a
+    single validation image, as with 5 photos each), up to ``max_pairs // 2``, and as many
+    different-identity pairs are drawn. NaN when no identity has two validation images."""
     rng = np.random.default_rng(seed)
-    n = len(labels)
-    i, j = rng.integers(0, n, (2, max_pairs * 4))
-    keep = i != j
-    i, j = i[keep], j[keep]
-    same = labels[i] == labels[j]
-    pos = np.nonzero(same)[0][:max_pairs // 2]
-    neg = np.nonzero(~same)[0][: max(len(pos), 1)]
-    sel = np.concatenate([pos, neg])
-    sims = (emb[i[sel]] * emb[j[sel]]).sum(1)
-    truth = same[sel]
+    labels = np.asarray(labels)
+    pos = _same_pairs(labels)
+    if len(pos) == 0:
+        return float("nan")
+    if len(pos) > max_pairs // 2:
+        pos = pos[rng.choice(len(pos), max_pairs // 2, replace=False)]
+    neg = np.zeros((0, 2), np.int64)
+    while len(neg) < len(pos):
+        i, j = rng.integers(0, len(labels), (2, 2 * len(pos)))
+        neg = np.concatenate([neg, np.stack([i, j], 1)[labels[i] != labels[j]]])
+    pairs = np.concatenate([pos, neg[: len(pos)]])
+    truth = np.arange(len(pairs)) < len(pos)
+    sims = (emb[pairs[:, 0]] * emb[pairs[:, 1]]).sum(1)
     order = np.argsort(-sims)
-    # accuracy when everything down to rank r is called "same"
+    # accuracy when everything down to rank r is called "same" (a cut only between unequal similarities)
     tp = np.cumsum(truth[order])
     tn = (~truth).sum() - np.cumsum(~truth[order])
-    return float(max(((tp + tn) / len(sel)).max(), (~truth).mean()))
+    cut = np.r_[sims[order][1:] != sims[order][:-1], True]
+    return float(max(((tp + tn) / len(pairs))[cut].max(), 0.5))
+
+
+def _same_pairs(labels: np.ndarray) -> np.ndarray:
+    """(P, 2) index pairs i < j of equal labels."""
+    order = np.argsort(labels, kind="stable")
+    bounds = np.flatnonzero(np.diff(labels[order])) + 1
+    out = [np.array([(g[a], g[b]) for a in range(len(g)) for b in range(a + 1, len(g))], np.int64)
+           for g in np.split(order, bounds) if len(g) >= 2]
+    return np.concatenate(out) if out else np.zeros((0, 2), np.int64)
 
 
 @lru_cache(maxsize=4)
