@@ -26,8 +26,8 @@ params: dict[str, str] = {
 sha256: dict[str, str] = {
     "ce-efficientnet": "9c52a970ed6e7e6c90802558e615f1473b6dccf7d8f8407196d0c46f8767e66c",
     "arcface-efficientnet": "a425c3afb87b83beae63d41868e9fbccae2ed5a63faadfd3386eef7cafd22013",
-    "triplet-efficientnet-min-val-loss": "5981451676c1e50cf4eca0f180f3a89b77bc8a39564aa47d5362bbadb6ba3bce",
-    "triplet-efficientnet-last-epoch": "eb3702e4692da561ed53c513314b6f0b5ac3351104a4ee4d2bf0599dc4c92e98",
+    "triplet-efficientnet-min-val-loss": "2a8cb203b6b2dc56a5f97a728f3cd2a07e34c271506b1a89753e2a4d5113bd85",
+    "triplet-efficientnet-last-epoch": "3ffea7e264aa1641b47aa721024e0e552e2059f3a340399eee551419e5febed2",
     "ce-inceptionresnetv1-min10": "60c7e63aae909506f310df91bdff96a2c792c482d1a23b64a30271939307431e",
     "ce-inceptionresnetv1-min5": "008793023a57ed4ad0ca956818dfca902658861dc3240fffb58476702fb545eb",
 }
