@@ -25,6 +25,8 @@ def test_notebook_is_committed_stripped_with_a_parameters_cell():
 def test_tiny_run_writes_the_table_of_the_protocols(tmp_path):
     import papermill as pm
 
+    import config
+
     from facecore.evaluation import random_baseline
     from facecore.protocols import evaluate
 
@@ -32,12 +34,15 @@ def test_tiny_run_writes_the_table_of_the_protocols(tmp_path):
     tiny = {"MAX_QUERY_IDENTITIES": 3, "MAX_DISTRACTORS": 5, "FPRS": [0.1, 0.01], "SEED": 2}
     pm.execute_notebook(str(NOTEBOOK), str(tmp_path / "executed.ipynb"), kernel_name="python3", cwd=str(ROOT),
                         parameters={**tiny, "MODELS": ["ce-efficientnet"], "PROTOCOLS": ["id-rate"], "TEACHERS": ["dlib"],
+                                    "CANDIDATES": {"candidate": str(config.checkpoint_path("ce-efficientnet"))},
                                     "OUTPUT_DIR": str(tmp_path / "out"), "CACHE_DIR": str(tmp_path / "cache"),
                                     "LFW_ALIGNED": str(tmp_path / "no-aligned-crops"), "DEVICE": "cpu"},
                         progress_bar=False)
     table = pd.read_csv(tmp_path / "out" / "benchmark.csv")
-    assert list(table.model) == ["ce-efficientnet", "random-inceptionresnetv1", "teacher: dlib",
+    assert list(table.model) == ["ce-efficientnet", "candidate", "random-inceptionresnetv1", "teacher: dlib",
                                  "ArcFace ResNet-50 / CASIA-WebFace (published)"]
+    rows = table.set_index("model")
+    assert rows.loc["candidate"].drop("model", errors="ignore").equals(rows.loc["ce-efficientnet"])  # the same file
     assert 0.5 < table.set_index("model").loc["teacher: dlib", "ROC-AUC"] <= 1.0
     ref = evaluate("id-rate", random_baseline(2), aligned_dir=tmp_path / "no-aligned-crops", fprs=[0.1, 0.01],
                    max_query_identities=3, max_distractors=5, seed=2, cache_dir=tmp_path / "cache")
