@@ -144,6 +144,24 @@ def augment(x: torch.Tensor, generator: torch.Generator, flip: bool = True, max_
     return y.contiguous(memory_format=torch.channels_last)
 
 
+# Named augmentation settings (``TrainConfig.augment``, notebooks' ``AUGMENT``): ``augment``'s keyword
+# arguments, or None for none. Distillation pulls an augmented crop to the teacher's target of the clean
+# one: geometric jitter moves dlib's own centred embedding by 0.11 (1 - cos) and the mirror by 0.05,
+# photometric jitter by 0.003 (bench/teacher_augment.py).
+AUGMENTATIONS: dict[str, dict | None] = {
+    "full": {},
+    "photometric": {"flip": False, "max_shift": 0.0, "max_scale": 0.0, "max_rot_deg": 0.0},
+    "none": None,
+}
+
+
+def augmentation(name: str) -> dict | None:
+    """``augment``'s settings named ``name``; an unknown name lists the valid ones."""
+    if name not in AUGMENTATIONS:
+        raise ValueError(f"unknown augmentation {name!r}; choose one of {sorted(AUGMENTATIONS)}")
+    return AUGMENTATIONS[name]
+
+
 class PKSampler:
     """Batches of P identities x K images each; identities with fewer than K images are drawn with
     replacement. ``len()`` batches cover about one pass over the images."""

@@ -27,6 +27,7 @@ NOTEBOOK_FIELDS: dict[str, tuple[str, bool]] = {
     "CPU_BF16": ("cpu_bf16", False), "TEACHER": ("teacher", True), "TEACHER_KWARGS": ("teacher_kwargs", False),
     "UNLABELLED_DIR": ("unlabelled_dir", True), "UNLABELLED_LIMIT": ("unlabelled_limit", False),
     "TEACHER_FLIP": ("teacher_flip", False), "TEACHER_CENTER": ("teacher_center", False), "LFW_EVERY": ("lfw_every", False),
+    "AUGMENT": ("augment", False),
 }
 
 

@@ -23,7 +23,7 @@ import torch
 import torch.distributed as dist
 
 from .checkpoint import checkpoint_meta, export_for_shipping, save_checkpoint  # noqa: F401 (re-export)
-from .data import PKSampler, augment, load_crops, scan_identities, shuffled_batches, split_per_identity, to_tensor
+from .data import PKSampler, augment, augmentation, load_crops, scan_identities, shuffled_batches, split_per_identity, to_tensor
 from .losses import build_loss, distill_targets
 from .models import create_model, default_input_size, recalibrate_bn  # noqa: F401 (re-export)
 from .paths import project_path
@@ -70,6 +70,7 @@ class TrainConfig:
     teacher_flip: bool = False  # teacher targets average each crop's and its mirror's embedding (2x teacher time)
     teacher_center: bool = True  # subtract the targets' mean and re-normalise (facecore.distill.center_targets)
     cpu_bf16: bool = False  # CPU training under bfloat16 autocast (~1.8x faster where the CPU has AVX512-BF16)
+    augment: str = "full"  # a facecore.data.AUGMENTATIONS name: "full", "photometric" (no mirror or geometry), "none"
 
 
 class _Joint(torch.nn.Module):
@@ -151,6 +152,7 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, device: str = "cpu", pro
 def _prepare(cfg: TrainConfig, out: Path, device: str, progress: bool) -> _Run:
     """Data, model, loss and optimiser of a run, resumed from ``out/last.pt`` or warm-started."""
     rank, world = dist_rank_world()
+    augmentation(cfg.augment)  # an unknown name fails before any data is read
     out.mkdir(parents=True, exist_ok=True)
     input_size = cfg.input_size or default_input_size(cfg.arch)
     fs = scan_identities(project_path(cfg.data_dir), cfg.min_images, cfg.max_identities)
@@ -240,13 +242,16 @@ def _train_epoch(run: _Run, epoch: int, batches: list[np.ndarray], progress: boo
     cfg, world = run.cfg, run.world
     steps_per_epoch = len(batches) // world
     run.ddp.train()
-    tot, n_seen = 0.0, 0
+    tot, n_seen, aug = 0.0, 0, augmentation(cfg.augment)
     bar = tqdm(batches[run.rank::world], desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
                disable=not progress or run.rank > 0, leave=False)
     for step, b in enumerate(bar):
         for g in run.opt.param_groups:
             g["lr"] = _lr_at(cfg, epoch * steps_per_epoch + step, cfg.epochs * steps_per_epoch)
-        x = augment(to_tensor(run.crops[run.tr_rows[b]], run.input_size), run.gen).to(run.device)
+        x = to_tensor(run.crops[run.tr_rows[b]], run.input_size)
+        if aug is not None:
+            x = augment(x, run.gen, **aug)
+        x = x.to(run.device)
         y = run.targets(run.tr_rows[b], run.tr_labels[b]).to(run.device)
         with autocast(run.device, cfg.cpu_bf16):
             loss, _ = run.ddp(x, y)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from facecore.data import PKSampler, augment, scan_identities, shuffled_batches, split_per_identity, to_tensor
+from facecore.data import AUGMENTATIONS, PKSampler, augment, augmentation, scan_identities, shuffled_batches, split_per_identity, to_tensor
 
 
 def test_pk_sampler_yields_p_identities_times_k_images():
@@ -50,6 +50,28 @@ def test_augment_keeps_shape_and_range():
     x = to_tensor(np.random.default_rng(0).integers(0, 255, (4, 72, 72, 3), dtype=np.uint8), 64)
     y = augment(x, torch.Generator().manual_seed(0))
     assert y.shape == (4, 3, 64, 64) and float(y.min()) >= -1 and float(y.max()) <= 1
+
+
+def test_photometric_augmentation_keeps_the_geometry():
+    # a left-right gradient: any mirror, shift, scale or rotation would move it; brightness/contrast do not
+    ramp = np.tile(np.linspace(0, 255, 64).astype(np.uint8)[None, :, None], (64, 1, 3))
+    x = to_tensor(np.stack([ramp] * 8), 64)
+    y = augment(x, torch.Generator().manual_seed(0), **augmentation("photometric"))
+    centred = lambda t: t - t.mean(dim=(1, 2, 3), keepdim=True)  # noqa: E731
+    cos = torch.nn.functional.cosine_similarity(centred(y).flatten(1), centred(x).flatten(1), dim=1)
+    assert float(cos.min()) > 0.995  # the same picture up to gain and offset (and clipping at the range ends)
+    full = augment(x, torch.Generator().manual_seed(0), **augmentation("full"))
+    assert float(torch.nn.functional.cosine_similarity(centred(full).flatten(1), centred(x).flatten(1)).min()) < 0.99
+    assert augmentation("none") is None and set(AUGMENTATIONS) == {"full", "photometric", "none"}
+
+
+def test_unknown_augmentation_is_refused_before_training(tmp_path):
+    from facecore.train import TrainConfig, train
+
+    cfg = TrainConfig(data_dir=str(tmp_path / "nowhere"), augment="strong", lfw_dir=None)
+    with pytest.raises(ValueError, match="unknown augmentation 'strong'.*full.*none.*photometric"):
+        train(cfg, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
 
 
 def _faces(root, ids=3, per=3, seed=0):

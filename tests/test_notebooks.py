@@ -5,6 +5,7 @@ import shutil
 import pytest
 
 from facecore import pipeline
+from facecore.checkpoint import read_checkpoint
 from facecore.paths import PROJECT_ROOT
 
 RUNS = PROJECT_ROOT / "runs" / "smoke"
@@ -43,6 +44,8 @@ def test_distill_notebook_learns_the_teacher(aligned):
     assert _stage("distill") == 0
     m = json.loads((RUNS / "metrics" / "distill.json").read_text())
     assert m["epochs"] == 3 and m["loss"] == "distill"
+    cfg = read_checkpoint(RUNS / "train" / "distill" / "last.pt", verify=False)["meta"]["config"]
+    assert cfg["augment"] == "photometric"  # the smoke profile's AUGMENT reached the trainer
     assert m["last_train_loss"] < m["first_train_loss"], m
     assert (RUNS / "models" / "distill.pt").exists()
     assert len(list((PROJECT_ROOT / "cache" / "crops" / "teacher").rglob("*.npz"))) >= 40
