@@ -23,20 +23,16 @@ from facecore.paths import PROJECT_ROOT
 
 def views(crops: np.ndarray, seed: int = 0) -> dict[str, np.ndarray]:
     """uint8 augmented copies of ``crops`` under each view (training's ``augment``, one draw each)."""
-    from facecore.data import augment, to_tensor
+    from facecore.data import augment, augmentation, to_tensor
 
     x = to_tensor(crops, crops.shape[1])
-    settings = {"mirror": {"max_shift": 0, "max_scale": 0, "max_rot_deg": 0, "jitter": 0},
-                "geometric": {"flip": False, "jitter": 0},
-                "photometric": {"flip": False, "max_shift": 0, "max_scale": 0, "max_rot_deg": 0},
-                "full augment": {}}
-    out = {}
-    for name, kw in settings.items():
-        y = augment(x, torch.Generator().manual_seed(seed), **kw)
-        if name == "mirror":  # augment mirrors half the batch: mirror all of it
-            y = torch.flip(x, dims=[3])
-        out[name] = ((y.permute(0, 2, 3, 1).float().numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8)
-    return out
+    aug = lambda kw: augment(x, torch.Generator().manual_seed(seed), **kw)  # noqa: E731
+    ys = {"mirror": torch.flip(x, dims=[3]),  # augment mirrors half a batch: mirror all of it
+          "geometric": aug({"flip": False, "jitter": 0}),
+          "photometric": aug(augmentation("photometric")),
+          "full augment": aug(augmentation("full"))}
+    return {name: ((y.permute(0, 2, 3, 1).float().numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8)
+            for name, y in ys.items()}
 
 
 def main() -> None:

@@ -53,13 +53,9 @@ def evaluate_pairs(emb: np.ndarray, labels: np.ndarray, max_pairs: int = 20000, 
         neg = np.concatenate([neg, np.stack([i, j], 1)[labels[i] != labels[j]]])
     pairs = np.concatenate([pos, neg[: len(pos)]])
     truth = np.arange(len(pairs)) < len(pos)
-    sims = (emb[pairs[:, 0]] * emb[pairs[:, 1]]).sum(1)
-    order = np.argsort(-sims)
-    # accuracy when everything down to rank r is called "same" (a cut only between unequal similarities)
-    tp = np.cumsum(truth[order])
-    tn = (~truth).sum() - np.cumsum(~truth[order])
-    cut = np.r_[sims[order][1:] != sims[order][:-1], True]
-    return float(max(((tp + tn) / len(pairs))[cut].max(), 0.5))
+    from .metrics import best_threshold  # exact search, no cut between tied similarities
+
+    return best_threshold((emb[pairs[:, 0]] * emb[pairs[:, 1]]).sum(1), truth)[1]
 
 
 def _same_pairs(labels: np.ndarray) -> np.ndarray:
