@@ -24,14 +24,28 @@ def warm_start(model: torch.nn.Module, loss_fn: torch.nn.Module, path: str | os.
         raise ValueError(f"init_from {path}: it is a {meta['arch']} with {meta['embedding_dim']}-d embeddings, "
                          f"but this run trains a {arch} with {embedding_dim}-d ones; pick a matching checkpoint")
     load_weights(model, blob["state_dict"], path)
+    loss_state = blob.get("loss_state") or {}
     key = getattr(loss_fn, "centres_key", None)
+    own = _other_loss_tensors(loss_fn, loss_state, key)
+    extra = f"; {', '.join(sorted(own))} from the same loss there" if own else ""
+    if own:
+        loss_fn.load_state_dict({**loss_fn.state_dict(), **own})
     if key is None:
-        return f"backbone from {path} (this loss has no class centres)"
-    weights = _source_centres(blob.get("loss_state") or {}, meta.get("config", {}).get("loss"))
+        return f"backbone from {path} (this loss has no class centres){extra}"
+    weights = _source_centres(loss_state, meta.get("config", {}).get("loss"))
     if weights is None or list(meta.get("classes", [])) != list(classes):
-        return f"backbone from {path}; class centres start fresh (no classifier over the same classes there)"
+        return f"backbone from {path}; class centres start fresh (no classifier over the same classes there){extra}"
     loss_fn.load_state_dict({**loss_fn.state_dict(), key: weights.float()})
-    return f"backbone and class centres from {path}"
+    return f"backbone and class centres from {path}{extra}"
+
+
+def _other_loss_tensors(loss_fn: torch.nn.Module, loss_state: dict, centres_key: str | None) -> dict:
+    """The checkpoint's loss tensors other than class centres that this loss has under the same key and shape
+    (e.g. the distill loss's learnt map to the teacher's size, when continuing a distillation)."""
+    mine = loss_fn.state_dict()
+    return {k: v.to(mine[k].dtype) for k, v in loss_state.items()
+            if k != centres_key and k in mine and not k.startswith(f"{centres_key}.") and torch.is_tensor(v)
+            and v.shape == mine[k].shape}
 
 
 def _source_centres(loss_state: dict, loss_name: str | None) -> torch.Tensor | None:

@@ -59,3 +59,20 @@ def test_missing_checkpoint_names_the_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.pt"):
         warm_start(create_model("efficientnet-b0", embedding_dim=32), create_loss("triplet"), tmp_path / "nope.pt",
                    "efficientnet-b0", 32, CLASSES)
+
+
+def test_distillation_continues_with_its_learnt_map(tmp_path):
+    torch.manual_seed(3)
+    model = create_model("efficientnet-b0", embedding_dim=32)
+    src = create_loss("distill", embedding_dim=32, num_classes=3, teacher_dim=8)
+    path = tmp_path / "last.pt"
+    save_checkpoint(path, model, checkpoint_meta("efficientnet-b0", 32, 64, CLASSES), extra={"loss_state": src.state_dict()})
+    fresh = create_loss("distill", embedding_dim=32, num_classes=3, teacher_dim=8)
+    assert not torch.equal(fresh.project.weight, src.project.weight)
+    note = warm_start(create_model("efficientnet-b0", embedding_dim=32), fresh, path, "efficientnet-b0", 32, CLASSES)
+    assert "project.weight" in note
+    assert torch.equal(fresh.project.weight, src.project.weight)
+    other = create_loss("distill", embedding_dim=32, num_classes=3, teacher_dim=16)  # another teacher's size: fresh map
+    before = other.project.weight.detach().clone()
+    assert "project" not in warm_start(create_model("efficientnet-b0", embedding_dim=32), other, path, "efficientnet-b0", 32, CLASSES)
+    assert torch.equal(other.project.weight, before)
