@@ -18,6 +18,8 @@ params: dict[str, str] = {
     "triplet-efficientnet-last-epoch": "notebooks/triplet-loss/triplet-efficientnet-last-epoch.pt",
     "ce-inceptionresnetv1-min10": "notebooks/ce-loss/ce-inceptionresnetv1-min10.pt",
     "ce-inceptionresnetv1-min5": "notebooks/ce-loss/ce-inceptionresnetv1-min5.pt",
+    # beyond the six reference names (issue #14): an InceptionResnetV1 taught by dlib's ResNet descriptor
+    "distill-inceptionresnetv1": "notebooks/distill/distill-inceptionresnetv1.pt",
 }
 
 # name -> SHA-256 of the checkpoint file: checked whenever a shipped model is loaded
@@ -30,6 +32,7 @@ sha256: dict[str, str] = {
     "triplet-efficientnet-last-epoch": "3ffea7e264aa1641b47aa721024e0e552e2059f3a340399eee551419e5febed2",
     "ce-inceptionresnetv1-min10": "60c7e63aae909506f310df91bdff96a2c792c482d1a23b64a30271939307431e",
     "ce-inceptionresnetv1-min5": "008793023a57ed4ad0ca956818dfca902658861dc3240fffb58476702fb545eb",
+    "distill-inceptionresnetv1": "42e61c443146216dc89a34c7ea89cf2d03d6a38df12541286dfd3298d31c96a9",
 }
 
 # The model realtime.py uses when --model_name is not given: the best shipped model, trained on the

@@ -75,11 +75,14 @@ def test_compressed_checkpoint_is_lossless_and_smaller(tmp_path):
 
 
 def test_shipped_models_fit_the_weight_budget():
-    """Issue #3: every shipped embedding model together <= 120 MB, each an fp16 state dict."""
+    """Issue #3: the six reference models together <= 120 MB; issue #14: with the distilled student
+    <= 150 MB in all; each an fp16 state dict."""
     import config
 
     paths = [config.checkpoint_path(n) for n in config.params]
-    assert sum(p.stat().st_size for p in paths) <= 120e6
+    reference = [config.checkpoint_path(n) for n in config.params if not n.startswith("distill-")]
+    assert len(reference) == 6 and sum(p.stat().st_size for p in reference) <= 120e6
+    assert sum(p.stat().st_size for p in paths) <= 150e6
     for p in paths:
         sd = torch.load(p, weights_only=True)["state_dict"]
         assert {v.dtype for v in sd.values() if v.is_floating_point()} == {torch.float16}, p
