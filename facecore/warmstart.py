@@ -16,7 +16,8 @@ def warm_start(model: torch.nn.Module, loss_fn: torch.nn.Module, path: str | os.
     The checkpoint may be a shipped model or a run's ``last.pt``. When the latter holds a classifier
     over the same class list, the new loss starts from those class directions (each loss names its
     centres' key, ``centres_key``: a CE ``fc.weight`` becomes ArcFace's ``centres`` and vice versa);
-    otherwise the loss keeps its fresh initialisation. Returns a one-line description of what was loaded.
+    otherwise the loss keeps its fresh initialisation. Any other loss tensor of the same key and shape
+    (the distill loss's learnt map) is carried over too. Returns a one-line description of what was loaded.
     """
     blob = read_checkpoint(path)
     meta = blob["meta"]
@@ -28,14 +29,15 @@ def warm_start(model: torch.nn.Module, loss_fn: torch.nn.Module, path: str | os.
     key = getattr(loss_fn, "centres_key", None)
     own = _other_loss_tensors(loss_fn, loss_state, key)
     extra = f"; {', '.join(sorted(own))} from the same loss there" if own else ""
+    weights = _source_centres(loss_state, meta.get("config", {}).get("loss")) if key else None
+    if key and weights is not None and list(meta.get("classes", [])) == list(classes):
+        own[key] = weights.float()
     if own:
         loss_fn.load_state_dict({**loss_fn.state_dict(), **own})
     if key is None:
         return f"backbone from {path} (this loss has no class centres){extra}"
-    weights = _source_centres(loss_state, meta.get("config", {}).get("loss"))
-    if weights is None or list(meta.get("classes", [])) != list(classes):
+    if key not in own:
         return f"backbone from {path}; class centres start fresh (no classifier over the same classes there){extra}"
-    loss_fn.load_state_dict({**loss_fn.state_dict(), key: weights.float()})
     return f"backbone and class centres from {path}{extra}"
 
 
@@ -44,8 +46,7 @@ def _other_loss_tensors(loss_fn: torch.nn.Module, loss_state: dict, centres_key:
     (e.g. the distill loss's learnt map to the teacher's size, when continuing a distillation)."""
     mine = loss_fn.state_dict()
     return {k: v.to(mine[k].dtype) for k, v in loss_state.items()
-            if k != centres_key and k in mine and not k.startswith(f"{centres_key}.") and torch.is_tensor(v)
-            and v.shape == mine[k].shape}
+            if k != centres_key and k in mine and torch.is_tensor(v) and v.shape == mine[k].shape}
 
 
 def _source_centres(loss_state: dict, loss_name: str | None) -> torch.Tensor | None:

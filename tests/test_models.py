@@ -79,11 +79,11 @@ def test_shipped_models_fit_the_weight_budget():
     <= 150 MB in all; each an fp16 state dict."""
     import config
 
-    paths = [config.checkpoint_path(n) for n in config.params]
-    reference = [config.checkpoint_path(n) for n in config.params if not n.startswith("distill-")]
+    paths = {n: config.checkpoint_path(n) for n in config.params}
+    reference = [p for n, p in paths.items() if not n.startswith("distill-")]
     assert len(reference) == 6 and sum(p.stat().st_size for p in reference) <= 120e6
-    assert sum(p.stat().st_size for p in paths) <= 150e6
-    for p in paths:
+    assert sum(p.stat().st_size for p in paths.values()) <= 150e6
+    for p in paths.values():
         sd = torch.load(p, weights_only=True)["state_dict"]
         assert {v.dtype for v in sd.values() if v.is_floating_point()} == {torch.float16}, p
 
