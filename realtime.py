@@ -76,6 +76,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=DEFAULTS.flip,
                    help="embed each face with its mirror image too, as the calibrated thresholds were "
                         "(default on; --no-flip halves the embedding work)")
+    p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=DEFAULTS.bf16,
+                   help="embed faces in bfloat16 on the CPU (default: where the CPU has it natively, "
+                        "AVX512-BF16 or AMX; elsewhere it is emulated and slower)")
     p.add_argument("--min_score", type=float, default=DEFAULTS.min_score,
                    help=f"drop detections scored below this (default {DEFAULTS.min_score}: MTCNN's 0.7 boxes hair, "
                         "hands and dark background in video; 0: keep all)")
@@ -181,7 +184,7 @@ def run(args: argparse.Namespace) -> dict:
         set_threads(max(1, args.threads))
         cfg = RecognizerConfig(detect_side_px=args.detect_side, detect_every=args.detect_every,
                                embed_every=args.embed_every, flip=args.flip, min_score=args.min_score,
-                               min_rel_side=args.min_rel_side)
+                               min_rel_side=args.min_rel_side, bf16=args.bf16)
         try:
             rec = Recognizer.from_name(args.model_name, people, fpr=args.fpr, threshold=args.threshold,
                                        checkpoint=args.checkpoint, device=args.device, config=cfg,

@@ -43,6 +43,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--refine_side", type=int, default=0, help="RecognizerConfig.refine_side_px (0: off)")
     p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=defaults.flip,
                    help="RecognizerConfig.flip: embed faces with their mirror image too (both loops)")
+    p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=defaults.bf16,
+                   help="RecognizerConfig.bf16: embed in bfloat16 (both loops; default: where the CPU has it natively)")
     p.add_argument("--cache_dir", default=str(ROOT / "cache" / "gallery"))
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     return p.parse_args()
@@ -75,8 +77,8 @@ def main() -> None:
     set_threads(max(1, args.threads))
     from facecore.detectors import create_detector
     from facecore.gallery import build_gallery
-    from facecore.recognize import (Recognizer, RecognizerConfig, agreement, label_changes, label_counts,
-                                    recognize_frame)
+    from facecore.recognize import (Recognizer, RecognizerConfig, agreement, embed_bf16, label_changes,
+                                    label_counts, recognize_frame)
     from facecore.recognizer import load_model
     from facecore.video import open_source
 
@@ -85,8 +87,10 @@ def main() -> None:
     full_detector = create_detector("mtcnn", device=args.device, pad_frac=0.0)  # frames: no padded retry
     cfg = RecognizerConfig(detect_side_px=args.detect_side, detect_every=args.detect_every,
                            search_every=args.search_every, embed_every=args.embed_every,
-                           refine_side_px=args.refine_side, votes=args.votes, flip=args.flip)
-    both = dict(min_score=cfg.min_score, min_rel_side=cfg.min_rel_side)  # the same face filter in both loops
+                           refine_side_px=args.refine_side, votes=args.votes, flip=args.flip, bf16=args.bf16)
+    bf16 = embed_bf16(cfg.bf16, args.device)
+    # the same face filter and embedding precision in both loops
+    both = dict(min_score=cfg.min_score, min_rel_side=cfg.min_rel_side, bf16=bf16)
     src = open_source(args.source)
     warm = next(iter(src))  # warm both paths up once (allocations, lazy imports)
     src.close()
@@ -110,7 +114,8 @@ def main() -> None:
     agr = agreement(ours, ref)
     paired = agr["paired"] or 1
     print(f"clip: {args.source} ({n} frames); gallery: {', '.join(gallery.names) or 'empty'}; "
-          f"threshold {threshold:.3f} ({origin}); torch threads {torch.get_num_threads()}; device {args.device}")
+          f"threshold {threshold:.3f} ({origin}); torch threads {torch.get_num_threads()}; device {args.device}; "
+          f"embeddings in {'bfloat16' if bf16 else 'float32'}; flip {args.flip}")
     print(f"straightforward: {fps_ref:6.1f} fps ({t_ref:.2f} s; {c_ref['detections']} full-frame detections, "
           f"{c_ref['embedded_faces']} face embeddings)")
     print(f"ours:            {fps_ours:6.1f} fps ({t_ours:.2f} s; "

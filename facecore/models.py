@@ -128,9 +128,11 @@ class Embedder:
         for i in range(0, len(crops), batch_size):
             x = meta_to_tensor(crops[i:i + batch_size], self.meta).to(self.device)
             x = x.contiguous(memory_format=torch.channels_last)
-            e = self.model(x)
-            if flip:
-                e = e + self.model(torch.flip(x, dims=[3]))
+            if flip:  # one forward of crops and mirrors: faster than two for the few faces of a video frame
+                both = self.model(torch.cat([x, torch.flip(x, dims=[3])]))
+                e = both[: len(x)] + both[len(x):]
+            else:
+                e = self.model(x)
             out.append(F.normalize(e.float(), dim=1).cpu().numpy())
         if not out:
             return np.zeros((0, int(self.meta.get("embedding_dim", 512))), np.float32)

@@ -21,6 +21,7 @@ from .detectors import create_detector
 from .faces import detect_align
 from .gallery import Gallery
 from .models import Embedder
+from .runtime import native_bf16
 from .tracking import UNKNOWN, FlowTracker, Track, match_boxes
 
 # Used (with a warning) when a checkpoint stores no calibrated threshold (meta["threshold"]): a
@@ -46,6 +47,7 @@ class RecognizerConfig:
     flip: bool = True  # embed each face with its mirror image too, as the LFW-calibrated thresholds and the gallery do
     min_score: float = 0.9  # detections scored lower are not faces (hair, hands, background; 0: keep all)
     min_rel_side: float = 0.5  # nor boxes smaller than this share of the frame's largest face (0: keep all)
+    bf16: bool | None = None  # embed in bfloat16 on the CPU (None: where it is native, runtime.native_bf16)
 
 
 @dataclass
@@ -94,6 +96,7 @@ class Recognizer:
             self.detector = create_detector(self.detector)
         self.refiner = (create_detector("mtcnn", device=self.embedder.device, min_face_frac=0.3,
                                         max_side=c.refine_side_px, pad_frac=0.0) if c.refine_side_px else None)
+        self.bf16 = embed_bf16(c.bf16, self.embedder.device)
         self.flow = FlowTracker()
         self.tracks: list[Track] = []
         self._next_id, self._last_detect = 0, -(10**9)
@@ -171,7 +174,8 @@ class Recognizer:
             crops = [faces[j].crop for j in due]
             if self.refiner is not None:
                 crops = self._refined_crops(frame, [faces[j] for j in due])
-            emb = self.embedder.embed(np.stack(crops), flip=c.flip)
+            with cpu_bf16(self.bf16):
+                emb = self.embedder.embed(np.stack(crops), flip=c.flip)
             self.counts["embedded_faces"] += len(due)
             for j, (name, sim) in zip(due, self.gallery.label(emb, self.threshold)):
                 holder[j].vote(name, sim)
@@ -207,6 +211,20 @@ class Recognizer:
                           name, sim, t.track_id)
 
 
+def embed_bf16(asked: bool | None, device: str) -> bool:
+    """Whether frames are embedded in bfloat16: as asked, else where the CPU has it natively."""
+    if not str(device).startswith("cpu"):
+        return False
+    return native_bf16() if asked is None else bool(asked)
+
+
+def cpu_bf16(enabled: bool):
+    """bfloat16 autocast on the CPU around an embedding call (tests check cosine > 0.999 to float32 on real faces)."""
+    import torch
+
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=enabled)
+
+
 def face_filter(faces: list, min_score: float, min_rel_side: float) -> list:
     """The faces of one frame that ``plausible_faces`` keeps."""
     if not faces:
@@ -217,12 +235,14 @@ def face_filter(faces: list, min_score: float, min_rel_side: float) -> list:
 
 def recognize_frame(frame: np.ndarray, detector: FaceDetector, embedder: Embedder, gallery: Gallery,
                     threshold: float, flip: bool = True, min_score: float = RecognizerConfig.min_score,
-                    min_rel_side: float = RecognizerConfig.min_rel_side) -> list[FaceResult]:
+                    min_rel_side: float = RecognizerConfig.min_rel_side, bf16: bool = False) -> list[FaceResult]:
     """The straightforward loop's step: MTCNN on the full frame, embed every plausible face, match each."""
     faces = face_filter(detect_align([frame], detector, embedder.align_size, select="all")[0], min_score, min_rel_side)
     if not faces:
         return []
-    labels = gallery.label(embedder.embed(np.stack([f.crop for f in faces]), flip=flip), threshold)
+    with cpu_bf16(bf16):
+        emb = embedder.embed(np.stack([f.crop for f in faces]), flip=flip)
+    labels = gallery.label(emb, threshold)
     return [FaceResult(f.box, f.landmarks, n, s) for f, (n, s) in zip(faces, labels)]
 
 
