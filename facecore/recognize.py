@@ -21,7 +21,7 @@ from .detectors import create_detector
 from .faces import detect_align
 from .gallery import Gallery
 from .models import Embedder
-from .runtime import native_bf16
+from .runtime import autocast, native_bf16
 from .tracking import UNKNOWN, FlowTracker, Track, match_boxes
 
 # Used (with a warning) when a checkpoint stores no calibrated threshold (meta["threshold"]): a
@@ -174,7 +174,7 @@ class Recognizer:
             crops = [faces[j].crop for j in due]
             if self.refiner is not None:
                 crops = self._refined_crops(frame, [faces[j] for j in due])
-            with cpu_bf16(self.bf16):
+            with autocast("cpu", self.bf16):  # bfloat16 around the embedding only (RecognizerConfig.bf16)
                 emb = self.embedder.embed(np.stack(crops), flip=c.flip)
             self.counts["embedded_faces"] += len(due)
             for j, (name, sim) in zip(due, self.gallery.label(emb, self.threshold)):
@@ -218,13 +218,6 @@ def embed_bf16(asked: bool | None, device: str) -> bool:
     return native_bf16() if asked is None else bool(asked)
 
 
-def cpu_bf16(enabled: bool):
-    """bfloat16 autocast on the CPU around an embedding call (tests check cosine > 0.999 to float32 on real faces)."""
-    import torch
-
-    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=enabled)
-
-
 def face_filter(faces: list, min_score: float, min_rel_side: float) -> list:
     """The faces of one frame that ``plausible_faces`` keeps."""
     if not faces:
@@ -240,7 +233,7 @@ def recognize_frame(frame: np.ndarray, detector: FaceDetector, embedder: Embedde
     faces = face_filter(detect_align([frame], detector, embedder.align_size, select="all")[0], min_score, min_rel_side)
     if not faces:
         return []
-    with cpu_bf16(bf16):
+    with autocast("cpu", bf16):
         emb = embedder.embed(np.stack([f.crop for f in faces]), flip=flip)
     labels = gallery.label(emb, threshold)
     return [FaceResult(f.box, f.landmarks, n, s) for f, (n, s) in zip(faces, labels)]

@@ -66,6 +66,4 @@ def native_bf16() -> bool:
     faster than float32; elsewhere it is emulated and slower."""
     import torch
 
-    cpu = getattr(torch, "cpu", None)
-    return bool(cpu is not None and (getattr(cpu, "_is_avx512_bf16_supported", lambda: False)()
-                                     or getattr(cpu, "_is_amx_tile_supported", lambda: False)()))
+    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())

@@ -161,8 +161,8 @@ def test_bf16_embeddings_of_the_default_model_match_float32_on_real_faces(lfw_di
     from facecore.detectors import create_detector
     from facecore.faces import detect_align
     from facecore.files import load_rgb
-    from facecore.recognize import cpu_bf16, embed_bf16
-    from facecore.runtime import native_bf16
+    from facecore.recognize import embed_bf16
+    from facecore.runtime import autocast, native_bf16
     from facecore.zoo import shipped_models
 
     assert embed_bf16(None, "cuda") is False and embed_bf16(True, "cpu") is True
@@ -173,7 +173,7 @@ def test_bf16_embeddings_of_the_default_model_match_float32_on_real_faces(lfw_di
     crops = np.stack([faces[0].crop for faces in found if faces])
     assert len(crops) >= 5
     full = emb.embed(crops, flip=True)
-    with cpu_bf16(True):
+    with autocast("cpu", True):
         half = emb.embed(crops, flip=True)
     assert half.dtype == np.float32
     cos = (full * half).sum(axis=1)
