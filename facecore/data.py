@@ -90,14 +90,21 @@ def load_crops(fs: FaceSet, size: int, cache_dir: str | os.PathLike | None = Non
     cache = Path(cache_dir) / f"crops-{size}-{key}.npy" if cache_dir else None
     if cache is not None and cache.exists():
         return np.load(cache, mmap_mode=None)
-    out = np.zeros((len(fs), size, size, 3), np.uint8)
-    for i, p in enumerate(tqdm(fs.paths, desc="decode crops", unit="img", disable=not progress)):
+    from concurrent.futures import ThreadPoolExecutor
+
+    def decode(p: str) -> np.ndarray:
         img = cv2.imread(str(fs.root / p), cv2.IMREAD_COLOR)
         if img is None:
             raise ValueError(f"cannot decode training image {fs.root / p}; re-run the alignment stage")
         if img.shape[:2] != (size, size):
             img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
-        out[i] = img[..., ::-1]
+        return img[..., ::-1]
+
+    out = np.zeros((len(fs), size, size, 3), np.uint8)
+    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:  # OpenCV decodes without the GIL
+        for i, img in enumerate(tqdm(pool.map(decode, fs.paths), total=len(fs.paths),
+                                     desc="decode crops", unit="img", disable=not progress)):
+            out[i] = img
     if cache is not None:
         buf = io.BytesIO()
         np.save(buf, out)
@@ -114,10 +121,10 @@ def crops_key(fs: FaceSet, size: int) -> str:
     return h.hexdigest()[:16]
 
 
-def to_tensor(crops: np.ndarray, input_size: int) -> torch.Tensor:
+def to_tensor(crops: np.ndarray, input_size: int, device: str | None = None) -> torch.Tensor:
     """uint8 (N, H, W, 3) -> channels-last float (N, 3, S, S) in [-1, 1] (``preprocessing.to_tensor``
-    with the checkpoints' default normalisation)."""
-    return _to_tensor(crops, input_size, channels_last=True)
+    with the checkpoints' default normalisation), computed on ``device`` (None: the CPU)."""
+    return _to_tensor(crops, input_size, channels_last=True, device=device)
 
 
 def augment(x: torch.Tensor, generator: torch.Generator, flip: bool = True, max_shift: float = 0.06,
@@ -135,10 +142,13 @@ def augment(x: torch.Tensor, generator: torch.Generator, flip: bool = True, max_
     theta[:, 1, 1] = torch.cos(ang) / sc
     theta[:, 0, 2] = r() * max_shift * 2
     theta[:, 1, 2] = r() * max_shift * 2
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    y = F.grid_sample(x.contiguous(), grid, mode="bilinear", padding_mode="border", align_corners=False)
-    b = (r() * jitter).view(n, 1, 1, 1)
-    c = (1 + r() * jitter).view(n, 1, 1, 1)
+    if flip or max_shift or max_scale or max_rot_deg:
+        grid = F.affine_grid(theta.to(x.device), list(x.shape), align_corners=False)
+        y = F.grid_sample(x.contiguous(), grid, mode="bilinear", padding_mode="border", align_corners=False)
+    else:  # brightness/contrast only: the identity warp is skipped (its draws are kept)
+        y = x
+    b = (r() * jitter).view(n, 1, 1, 1).to(x.device)
+    c = (1 + r() * jitter).view(n, 1, 1, 1).to(x.device)
     mean = y.mean(dim=(1, 2, 3), keepdim=True)
     y = ((y - mean) * c + mean + b).clamp(-1, 1)
     return y.contiguous(memory_format=torch.channels_last)

@@ -46,6 +46,8 @@ def teacher_targets(fs: FaceSet, teacher, cache_dir: str | os.PathLike | None, p
     cached by file content."""
     from .embed import embed_files
 
+    if hasattr(teacher, "lookup"):  # a table of embeddings computed elsewhere (teachers.TableTeacher)
+        return teacher.lookup(fs.root, fs.paths)
     e = embed_files([fs.root / p for p in fs.paths], teacher, aligned=True, flip=flip, cache_dir=cache_dir,
                     progress=progress)
     bad = [fs.paths[i] for i in np.nonzero(~e.ok)[0][:3]]

@@ -126,7 +126,7 @@ class ArcFaceLoss(nn.Module):
         sin = (1.0 - target**2).clamp_min(0).sqrt()
         shifted = target * math.cos(m) - sin * math.sin(m)
         shifted = torch.where(target > math.cos(math.pi - m), shifted, target - m * math.sin(m))
-        logits = cos.scatter(1, labels[:, None], shifted) * self.scale
+        logits = cos.scatter(1, labels[:, None], shifted.to(cos.dtype)) * self.scale
         return F.cross_entropy(logits, labels)
 
 

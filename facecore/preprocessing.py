@@ -20,16 +20,18 @@ def cache_crop_size(input_size: int) -> int:
 
 
 def to_tensor(crops: np.ndarray, input_size: int | None = None, mean: Sequence[float] = MEAN,
-              std: Sequence[float] = STD, channels_last: bool = False):
+              std: Sequence[float] = STD, channels_last: bool = False, device: str | None = None):
     """uint8 (N, H, W, 3) RGB crops -> float (N, 3, S, S): scaled to [0, 1], resized to ``input_size``
-    (antialiased bilinear; None keeps the size), then ``(x - mean) / std``."""
+    (antialiased bilinear; None keeps the size), then ``(x - mean) / std``. ``device``: the uint8 crops
+    go there first and the arithmetic runs there (a GPU's training batches travel as bytes)."""
     import torch
     import torch.nn.functional as F
 
-    x = torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float().div_(255)
+    x = torch.from_numpy(np.ascontiguousarray(crops))
+    x = (x.to(device, non_blocking=True) if device else x).permute(0, 3, 1, 2).float().div_(255)
     if input_size and (x.shape[-1] != input_size or x.shape[-2] != input_size):
         x = F.interpolate(x, size=(input_size, input_size), mode="bilinear", antialias=True, align_corners=False)
-    x = (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+    x = (x - torch.tensor(mean, device=x.device).view(1, 3, 1, 1)) / torch.tensor(std, device=x.device).view(1, 3, 1, 1)
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 

@@ -11,6 +11,8 @@ its crop side, ``meta`` its preprocessing (``template``: the 5 landmark position
   ``framing="dlib"`` lets dlib's own 5-point model place the chip inside our face box.
 - ``onnx``: any embedding model in ONNX (e.g. an insightface export), run with onnxruntime; its input
   size, normalisation and template are parameters.
+- ``table``: a teacher's embeddings computed elsewhere and shipped as a table (``facecore.transport``),
+  for training where the teacher is not installed (a GPU box); it looks crops up, it cannot embed.
 """
 from __future__ import annotations
 
@@ -31,6 +33,34 @@ _TEACHERS: dict[str, Callable[..., Any]] = {}
 # (498 of the 500 chips; 2026-11-30).
 DLIB_TEMPLATE_150 = np.array([[46.858, 45.271], [102.738, 45.393], [74.476, 78.220], [50.566, 105.913],
                               [99.093, 105.996]])
+
+
+class TableTeacher:
+    """Embeddings of packed crops (``facecore.transport.pack``) by ``<root folder name>/<relative path>``."""
+
+    name = "table"
+
+    def __init__(self, path: str | os.PathLike, device: str = "cpu"):
+        p = Path(path)
+        if not p.is_file():
+            raise FileNotFoundError(f"table teacher: no table {p} (write one with python -m facecore.transport pack)")
+        with np.load(p) as z:
+            keys, self._emb, self.source = [k.decode() for k in z["paths"]], z["embeddings"], str(z["teacher"])
+        self._row = {k: i for i, k in enumerate(keys)}
+        self.meta, self.device = {"embedding_dim": int(self._emb.shape[1])}, device
+        self.cache_key = f"table-{self.source}"
+
+    def lookup(self, root: str | os.PathLike, paths: list[str]) -> np.ndarray:
+        """(N, D) unit embeddings of the crops ``root/paths``; every crop must be in the table."""
+        keys = [f"{Path(root).name}/{p}" for p in paths]
+        missing = [k for k in keys if k not in self._row]
+        if missing:
+            raise ValueError(f"table teacher ({self.source}): {len(missing)} of {len(keys)} crops are not in the table, "
+                             f"e.g. {missing[:3]}; pack those folders with python -m facecore.transport pack")
+        return _unit(self._emb[[self._row[k] for k in keys]].astype(np.float32))
+
+    def embed(self, crops: np.ndarray, batch_size: int = 64, flip: bool = False) -> np.ndarray:
+        raise TypeError("the table teacher holds the embeddings of packed crops only; it cannot embed new ones")
 
 
 def register_teacher(name: str):
@@ -209,3 +239,4 @@ def chip_template(images: list[np.ndarray], boxes: np.ndarray, detector=None) ->
 
 register_teacher("dlib")(DlibTeacher)
 register_teacher("onnx")(OnnxTeacher)
+register_teacher("table")(TableTeacher)

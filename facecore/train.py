@@ -248,10 +248,9 @@ def _train_epoch(run: _Run, epoch: int, batches: list[np.ndarray], progress: boo
     for step, b in enumerate(bar):
         for g in run.opt.param_groups:
             g["lr"] = _lr_at(cfg, epoch * steps_per_epoch + step, cfg.epochs * steps_per_epoch)
-        x = to_tensor(run.crops[run.tr_rows[b]], run.input_size)
+        x = to_tensor(run.crops[run.tr_rows[b]], run.input_size, device=run.device)
         if aug is not None:
             x = augment(x, run.gen, **aug)
-        x = x.to(run.device)
         y = run.targets(run.tr_rows[b], run.tr_labels[b]).to(run.device)
         with autocast(run.device, cfg.cpu_bf16):
             loss, _ = run.ddp(x, y)

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Continue a distillation run on a CUDA machine that has neither the teacher nor the data, within a
+# wall-clock budget (a rented GPU box that takes uploads of limited size). Made here, where the teacher
+# is installed (README, "Distillation on a GPU box"):
+#   python -m facecore.transport pack PACK labelled=DATA_DIR unlabelled=UNLABELLED_DIR   (crops + teacher table)
+#   python -m facecore.transport slim RUN_DIR/last.pt PACK/init.pt                       (the run's state)
+# Usage there: continue_on_gpu.sh PACK CONFIG_JSON BUDGET_S OUT
+#   PACK: holds part-*.npz, teacher.npz and init.pt (at any depth); CONFIG_JSON: TrainConfig fields, its
+#   data_dir/unlabelled_dir under $WORK/data, named as in the pack; BUDGET_S: seconds for everything;
+#   OUT gets the best epoch (fp16, deflated) in 15 MiB pieces (cat student.pt.* > student.pt), the history
+#   and the log. The epochs are as many as the budget holds at the step time of a 60-step probe.
+set -euo pipefail
+PACK=$1 CONFIG=$2 BUDGET=$3 OUT=$4
+T0=$(date +%s) WORK=${WORK:-/tmp/fc} DEVICE=${DEVICE:-cuda}
+mkdir -p "$OUT" "$WORK"
+python3 -m facecore.transport unpack "$PACK" "$WORK/data"
+python3 -m facecore.train --device "$DEVICE" --out "$WORK/probe" --config "$CONFIG" --quiet \
+  --set epochs=1 --set max_steps_per_epoch=60 --set "init_from=\"$(find "$PACK" -name init.pt | head -1)\""
+EPOCHS=$(python3 - "$CONFIG" "$BUDGET" "$T0" "$WORK/probe/history.csv" <<'EOF'
+import json, sys, time
+import pandas as pd
+cfg, budget, t0 = json.load(open(sys.argv[1])), float(sys.argv[2]), float(sys.argv[3])
+step_s = float(pd.read_csv(sys.argv[4]).epoch_s.iloc[0]) / 60  # first steps included: an upper bound
+left = budget - (time.time() - t0) - 60  # loading, the export and the copy back
+epoch_s = cfg["max_steps_per_epoch"] * step_s * 1.05 + 10  # + validation, BN calibration, checkpoints
+print(max(1, int(left // epoch_s)), file=sys.stdout)
+print(f"probe: {step_s * 1000:.0f} ms a step, {left:.0f} s left: {max(1, int(left // epoch_s))} epochs", file=sys.stderr)
+EOF
+)
+LEFT=$(( BUDGET - ($(date +%s) - T0) - 30 )); LEFT=$(( LEFT > 60 ? LEFT : 60 ))
+timeout "$LEFT" python3 -m facecore.train --device "$DEVICE" --out "$WORK/run" --config "$CONFIG" \
+  --set epochs="$EPOCHS" --set "init_from=\"$(find "$PACK" -name init.pt | head -1)\"" 2>&1 | tee "$OUT/train.log" || true
+cp "$WORK/run/history.csv" "$OUT/"
+python3 - "$WORK/run/best.pt" "$OUT/student.pt" <<'EOF'
+import sys
+from facecore.checkpoint import half_state_dict, read_checkpoint, write_checkpoint
+b = read_checkpoint(sys.argv[1])
+write_checkpoint(sys.argv[2], {"meta": b["meta"], "state_dict": half_state_dict(b["state_dict"])}, compress=True)
+EOF
+split -b 15M -d "$OUT/student.pt" "$OUT/student.pt." && rm "$OUT/student.pt"
+ls -la "$OUT"
