@@ -92,3 +92,34 @@ def test_batches_computed_on_a_device_equal_the_cpu_path():
     warped = augment(x, torch.Generator().manual_seed(1), **{**photometric, "max_shift": 1e-9})
     plain = augment(x, torch.Generator().manual_seed(1), **photometric)  # the identity warp skipped
     assert torch.allclose(plain, warped, atol=1e-5) and not torch.allclose(plain, x, atol=1e-3)
+
+
+def test_continue_on_gpu_script_fits_epochs_to_its_budget_and_returns_pieces(toy, roots, tmp_path):
+    """notebooks/distill/continue_on_gpu.sh end to end on the CPU (DEVICE=cpu): unpack, probe, train,
+    the best epoch back in pieces that join to a checkpoint."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    pack(roots, tmp_path / "pack", toy, None, workers=1, progress=False)
+    cfg = dict(data_dir=str(tmp_path / "w" / "data" / "labelled"), unlabelled_dir=str(tmp_path / "w" / "data" / "unlabelled"),
+               arch="efficientnet-b0", loss="distill", loss_kwargs={"teacher_dim": 12, "pair_weight": 1.0}, teacher="table",
+               teacher_kwargs={"path": str(tmp_path / "pack" / "teacher.npz")}, min_images=2, batch_size=16,
+               max_steps_per_epoch=2, lfw_dir=None, bn_calibration_batches=1, embedding_dim=32, num_threads=1,
+               cache_dir=str(tmp_path / "w" / "cache"))
+    (tmp_path / "cfg.json").write_text(json.dumps(cfg))
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "WORK": str(tmp_path / "w"), "DEVICE": "cpu", "PYTHONPATH": str(root),
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    r = subprocess.run(["bash", str(root / "notebooks" / "distill" / "continue_on_gpu.sh"), str(tmp_path / "pack"),
+                        str(tmp_path / "cfg.json"), "100", str(tmp_path / "out")], cwd=root, env=env,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "a step" in r.stderr and "epochs" in r.stderr  # the probe's step time and the epochs it allows
+    pieces = sorted((tmp_path / "out").glob("student.pt.*"))
+    assert pieces and (tmp_path / "out" / "history.csv").exists()
+    (tmp_path / "student.pt").write_bytes(b"".join(p.read_bytes() for p in pieces))
+    blob = read_checkpoint(tmp_path / "student.pt")
+    assert blob["meta"]["arch"] == "efficientnet-b0" and blob["meta"]["config"]["teacher"] == "table"
