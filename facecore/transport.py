@@ -167,6 +167,9 @@ def main(argv: list[str] | None = None) -> int:
         if a.cmd == "unpack":
             print(json.dumps({k: str(v) for k, v in unpack(a.src, a.dst).items()}))
             return 0
+        bad = [r for r in a.roots if "=" not in r]
+        if bad:
+            raise ValueError(f"pack: roots are NAME=DIR (e.g. labelled=DATA_DIR), got {bad}")
         roots = dict(r.split("=", 1) for r in a.roots)
         from .teachers import create_teacher
 

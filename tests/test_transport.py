@@ -123,3 +123,12 @@ def test_continue_on_gpu_script_fits_epochs_to_its_budget_and_returns_pieces(toy
     (tmp_path / "student.pt").write_bytes(b"".join(p.read_bytes() for p in pieces))
     blob = read_checkpoint(tmp_path / "student.pt")
     assert blob["meta"]["arch"] == "efficientnet-b0" and blob["meta"]["config"]["teacher"] == "table"
+
+
+def test_command_line_names_what_is_wrong(tmp_path, capsys):
+    from facecore.transport import main
+
+    assert main(["pack", str(tmp_path / "p"), "labelled"]) == 2
+    assert main(["unpack", str(tmp_path / "nothing"), str(tmp_path / "d")]) == 2
+    err = capsys.readouterr().err
+    assert "roots are NAME=DIR" in err and "no part-*.npz under" in err
