@@ -19,12 +19,19 @@ python3 -m facecore.train --device "$DEVICE" --out "$WORK/probe" --config "$CONF
 EPOCHS=$(python3 - "$CONFIG" "$BUDGET" "$T0" "$WORK/probe/history.csv" <<'EOF'
 import json, sys, time
 import pandas as pd
-cfg, budget, t0 = json.load(open(sys.argv[1])), float(sys.argv[2]), float(sys.argv[3])
-step_s = float(pd.read_csv(sys.argv[4]).epoch_s.iloc[0]) / 60  # first steps included: an upper bound
-left = budget - (time.time() - t0) - 60  # loading, the export and the copy back
-epoch_s = cfg["max_steps_per_epoch"] * step_s * 1.05 + 10  # + validation, BN calibration, checkpoints
-print(max(1, int(left // epoch_s)), file=sys.stdout)
-print(f"probe: {step_s * 1000:.0f} ms a step, {left:.0f} s left: {max(1, int(left // epoch_s))} epochs", file=sys.stderr)
+from facecore.data import scan_identities, split_per_identity
+from facecore.distill import scan_unlabelled
+from facecore.train import TrainConfig
+cfg, budget, t0 = TrainConfig(**json.load(open(sys.argv[1]))), float(sys.argv[2]), float(sys.argv[3])
+train_set, _ = split_per_identity(scan_identities(cfg.data_dir, cfg.min_images, cfg.max_identities), cfg.val_fraction, cfg.seed)
+rows = len(train_set.paths) + (len(scan_unlabelled(cfg.unlabelled_dir, cfg.unlabelled_limit).paths) if cfg.unlabelled_dir else 0)
+full = max(1, rows // cfg.batch_size)  # a pass's batches, as train.shuffled_batches cuts them
+steps = min(full, cfg.max_steps_per_epoch or full)
+step_s = float(pd.read_csv(sys.argv[4]).epoch_s.iloc[0]) / min(60, full)  # first steps included: an upper bound
+left = budget - (time.time() - t0) - 45  # loading, the export and the copy back
+epochs = max(1, int(left // (steps * step_s + 8)))  # + validation, BN calibration, checkpoints (~7 s on an H200)
+print(epochs)
+print(f"probe: {step_s * 1000:.0f} ms a step, {steps} steps an epoch, {left:.0f} s left: {epochs} epochs", file=sys.stderr)
 EOF
 )
 LEFT=$(( BUDGET - ($(date +%s) - T0) - 30 )); LEFT=$(( LEFT > 60 ? LEFT : 60 ))
