@@ -55,8 +55,8 @@ class TableTeacher:
         keys = [f"{Path(root).name}/{p}" for p in paths]
         missing = [k for k in keys if k not in self._row]
         if missing:
-            raise ValueError(f"table teacher ({self.source}): {len(missing)} of {len(keys)} crops are not in the table, "
-                             f"e.g. {missing[:3]}; pack those folders with python -m facecore.transport pack")
+            raise ValueError(f"table teacher ({self.source}): {len(missing)} of {len(keys)} crops are not in the "
+                             f"table, e.g. {missing[:3]}; pack those folders with python -m facecore.transport pack")
         return _unit(self._emb[[self._row[k] for k in keys]].astype(np.float32))
 
     def embed(self, crops: np.ndarray, batch_size: int = 64, flip: bool = False) -> np.ndarray:

@@ -43,8 +43,8 @@ def _write_parts(members: list[tuple[str, bytes]], dst: Path, part_mib: float) -
     def close():
         blob = b"".join(d for _, d in chunk)
         buf = io.BytesIO()
-        np.savez(buf, names=np.array([n.encode() for n, _ in chunk]), offsets=np.cumsum([0] + [len(d) for _, d in chunk]),
-                 blob=np.frombuffer(blob, np.uint8))
+        np.savez(buf, names=np.array([n.encode() for n, _ in chunk]),
+                 offsets=np.cumsum([0] + [len(d) for _, d in chunk]), blob=np.frombuffer(blob, np.uint8))
         parts.append(dst / f"part-{len(parts):03d}.npz")
         atomic_write_bytes(parts[-1], buf.getvalue())
 
@@ -62,8 +62,9 @@ def _write_parts(members: list[tuple[str, bytes]], dst: Path, part_mib: float) -
 def pack(roots: dict[str, str | os.PathLike], dst: str | os.PathLike, teacher, cache_dir: str | os.PathLike | None,
          quality: int = 80, part_mib: float = 60.0, workers: int = 2, progress: bool = True) -> dict:
     """Pack the crops under each of ``roots`` ({folder name there: folder here}) into ``dst``: parts
-    (``part-000.npz``, ...) of WebP crops named ``<folder name>/<path>.webp`` and ``teacher.npz`` (``paths``, fp16 ``embeddings``
-    of ``teacher``, computed or read from ``cache_dir``, and the teacher's ``cache_key``). Returns counts."""
+    (``part-000.npz``, ...) of WebP crops named ``<folder name>/<path>.webp``, and ``teacher.npz``
+    (``paths``, fp16 ``embeddings`` of ``teacher``, computed or read from ``cache_dir``, and the teacher's
+    ``cache_key``). Returns counts and sizes."""
     from multiprocessing import get_context
 
     from tqdm.auto import tqdm
@@ -85,8 +86,9 @@ def pack(roots: dict[str, str | os.PathLike], dst: str | os.PathLike, teacher, c
                          desc="webp", unit="crop", disable=not progress))
     parts = _write_parts(list(zip(keys, data)), dst, part_mib)
     table = io.BytesIO()
-    np.savez_compressed(table, paths=np.array([k.encode() for k in keys]), embeddings=np.concatenate(targets).astype(np.float16),
-             teacher=np.array(str(getattr(teacher, "cache_key", teacher.name))))
+    np.savez_compressed(table, paths=np.array([k.encode() for k in keys]),  # names compress well, fp16 does not
+                        embeddings=np.concatenate(targets).astype(np.float16),
+                        teacher=np.array(str(getattr(teacher, "cache_key", teacher.name))))
     atomic_write_bytes(dst / TABLE, table.getvalue())
     return {"crops": len(keys), "parts": [p.name for p in parts], "mib": sum(p.stat().st_size for p in parts) / 2**20,
             "table_mib": (dst / TABLE).stat().st_size / 2**20}
