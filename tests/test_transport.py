@@ -96,7 +96,7 @@ def test_batches_computed_on_a_device_equal_the_cpu_path():
 
 def test_continue_on_gpu_script_fits_epochs_to_its_budget_and_returns_pieces(toy, roots, tmp_path):
     """notebooks/distill/continue_on_gpu.sh end to end on the CPU (DEVICE=cpu): unpack, probe, train,
-    the best epoch back in pieces that join to a checkpoint."""
+    the last epoch's state back in pieces that join to a checkpoint."""
     import json
     import os
     import subprocess
@@ -118,11 +118,12 @@ def test_continue_on_gpu_script_fits_epochs_to_its_budget_and_returns_pieces(toy
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "a step" in r.stderr and "epochs" in r.stderr  # the probe's step time and the epochs it allows
-    pieces = sorted((tmp_path / "out").glob("student.pt.*"))
+    pieces = sorted((tmp_path / "out").glob("state.pt.*"))
     assert pieces and (tmp_path / "out" / "history.csv").exists()
-    (tmp_path / "student.pt").write_bytes(b"".join(p.read_bytes() for p in pieces))
-    blob = read_checkpoint(tmp_path / "student.pt")
+    (tmp_path / "state.pt").write_bytes(b"".join(p.read_bytes() for p in pieces))
+    blob = read_checkpoint(tmp_path / "state.pt")  # what finalize_run exports and init_from continues
     assert blob["meta"]["arch"] == "efficientnet-b0" and blob["meta"]["config"]["teacher"] == "table"
+    assert {"project.weight", "margin.centres"} <= set(blob["loss_state"])
 
 
 def test_command_line_names_what_is_wrong(tmp_path, capsys):

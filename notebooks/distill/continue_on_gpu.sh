@@ -7,8 +7,9 @@
 # Usage there: continue_on_gpu.sh PACK CONFIG_JSON BUDGET_S OUT
 #   PACK: holds part-*.npz, teacher.npz and init.pt (at any depth); CONFIG_JSON: TrainConfig fields, its
 #   data_dir/unlabelled_dir under $WORK/data, named as in the pack; BUDGET_S: seconds for everything;
-#   OUT gets the best epoch (fp16, deflated) in 15 MiB pieces (cat student.pt.* > student.pt), the history
-#   and the log. The epochs are as many as the budget holds at the step time of a 60-step probe.
+#   OUT gets the last epoch's state (``transport slim``: weights, the loss's map and centres, 6 mantissa bits)
+#   in 15 MiB pieces, the history and the log: cat state.pt.* > state.pt, then shipping.finalize_run exports
+#   it and init_from continues it. The epochs are as many as the budget holds at a 60-step probe's step time.
 set -euo pipefail
 PACK=$1 CONFIG=$2 BUDGET=$3 OUT=$4
 T0=$(date +%s) WORK=${WORK:-/tmp/fc} DEVICE=${DEVICE:-cuda}
@@ -38,11 +39,6 @@ LEFT=$(( BUDGET - ($(date +%s) - T0) - 30 )); LEFT=$(( LEFT > 60 ? LEFT : 60 ))
 timeout "$LEFT" python3 -m facecore.train --device "$DEVICE" --out "$WORK/run" --config "$CONFIG" \
   --set epochs="$EPOCHS" --set "init_from=\"$(find "$PACK" -name init.pt | head -1)\"" 2>&1 | tee "$OUT/train.log" || true
 cp "$WORK/run/history.csv" "$OUT/"
-python3 - "$WORK/run/best.pt" "$OUT/student.pt" <<'EOF'
-import sys
-from facecore.checkpoint import half_state_dict, read_checkpoint, write_checkpoint
-b = read_checkpoint(sys.argv[1])
-write_checkpoint(sys.argv[2], {"meta": b["meta"], "state_dict": half_state_dict(b["state_dict"])}, compress=True)
-EOF
-split -b 15M -d "$OUT/student.pt" "$OUT/student.pt." && rm "$OUT/student.pt"
+python3 -m facecore.transport slim "$WORK/run/last.pt" "$OUT/state.pt"  # the schedule's end: weights, map, centres
+split -b 15M -d "$OUT/state.pt" "$OUT/state.pt." && rm "$OUT/state.pt"
 ls -la "$OUT"
