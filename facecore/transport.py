@@ -103,7 +103,7 @@ def unpack(src: str | os.PathLike, dst: str | os.PathLike) -> dict[str, Path]:
         raise FileNotFoundError(f"unpack: no part-*.npz under {src}")
     if not (src / TABLE).is_file():
         raise FileNotFoundError(f"unpack: no {TABLE} in {src}")
-    names = []
+    names, made = [], set()
     for p in parts:
         with np.load(p) as z:
             part_names, offsets, blob = [n.decode() for n in z["names"]], z["offsets"], z["blob"]
@@ -111,14 +111,16 @@ def unpack(src: str | os.PathLike, dst: str | os.PathLike) -> dict[str, Path]:
         if bad:
             raise ValueError(f"unpack: {p} holds entries outside a crop folder, e.g. {bad[:3]}")
         for n, a, b in zip(part_names, offsets[:-1], offsets[1:]):
-            (dst / n).parent.mkdir(parents=True, exist_ok=True)
+            if (folder := (dst / n).parent) not in made:
+                folder.mkdir(parents=True, exist_ok=True)
+                made.add(folder)
             (dst / n).write_bytes(blob[a:b].tobytes())
         names += part_names
     with np.load(src / TABLE) as z:
         listed = {k.decode() for k in z["paths"]}
-    if listed != set(names):
+    if listed != (held := set(names)):
         raise ValueError(f"unpack: {TABLE} names {len(listed)} crops, the parts hold {len(names)}; "
-                         f"{len(listed - set(names))} are missing (pass every part)")
+                         f"{len(listed - held)} are missing (pass every part)")
     return {n: dst / n for n in sorted({Path(n).parts[0] for n in names})}
 
 
@@ -132,6 +134,21 @@ def slim_state(src: str | os.PathLike, dst: str | os.PathLike, mantissa_bits: in
     write_checkpoint(dst, {"meta": blob["meta"], "state_dict": half_state_dict(blob["state_dict"], mantissa_bits),
                            "loss_state": half_state_dict(blob.get("loss_state") or {}, mantissa_bits)}, compress=True)
     return Path(dst).stat().st_size / 2**20
+
+
+def epoch_steps(cfg, capped: bool = True) -> int:
+    """Training steps in one epoch of a distillation ``TrainConfig`` (shuffled batches, as ``facecore.train``
+    cuts them: the training split plus the unlabelled faces); ``capped``: at ``max_steps_per_epoch``."""
+    from .data import scan_identities, shuffled_batches, split_per_identity
+    from .distill import scan_unlabelled
+    from .paths import project_path
+
+    fs = scan_identities(project_path(cfg.data_dir), cfg.min_images, cfg.max_identities)
+    n = len(split_per_identity(fs, cfg.val_fraction, cfg.seed)[0].paths)
+    if cfg.unlabelled_dir:
+        n += len(scan_unlabelled(project_path(cfg.unlabelled_dir), cfg.unlabelled_limit).paths)
+    steps = len(shuffled_batches(n, cfg.batch_size, cfg.seed, 0))
+    return min(steps, cfg.max_steps_per_epoch) if capped and cfg.max_steps_per_epoch else steps
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,21 +5,13 @@ import numpy as np
 import pytest
 import torch
 
-from facecore import teachers
 from facecore.checkpoint import read_checkpoint
-from facecore.data import FaceSet, augment, scan_identities, to_tensor
+from facecore.data import augment, scan_identities, to_tensor
 from facecore.distill import scan_unlabelled, teacher_targets
-from facecore.teachers import create_teacher, register_teacher
+from facecore.teachers import create_teacher
 from facecore.train import TrainConfig, train
 from facecore.transport import pack, slim_state, unpack
-from test_teachers import ToyTeacher
-
-
-@pytest.fixture
-def toy(monkeypatch):
-    monkeypatch.setattr(teachers, "_TEACHERS", dict(teachers._TEACHERS))
-    register_teacher("toy")(ToyTeacher)
-    return create_teacher("toy")
+from test_teachers import toy  # noqa: F401 (the toy teacher, registered for one test)
 
 
 @pytest.fixture

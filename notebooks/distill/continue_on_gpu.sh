@@ -15,19 +15,16 @@ PACK=$1 CONFIG=$2 BUDGET=$3 OUT=$4
 T0=$(date +%s) WORK=${WORK:-/tmp/fc} DEVICE=${DEVICE:-cuda}
 mkdir -p "$OUT" "$WORK"
 python3 -m facecore.transport unpack "$PACK" "$WORK/data"
+INIT=$(find "$PACK" -name init.pt | head -1)
 python3 -m facecore.train --device "$DEVICE" --out "$WORK/probe" --config "$CONFIG" --quiet \
-  --set epochs=1 --set max_steps_per_epoch=60 --set "init_from=\"$(find "$PACK" -name init.pt | head -1)\""
+  --set epochs=1 --set max_steps_per_epoch=60 --set "init_from=\"$INIT\""
 EPOCHS=$(python3 - "$CONFIG" "$BUDGET" "$T0" "$WORK/probe/history.csv" <<'EOF'
 import json, sys, time
 import pandas as pd
-from facecore.data import scan_identities, split_per_identity
-from facecore.distill import scan_unlabelled
 from facecore.train import TrainConfig
+from facecore.transport import epoch_steps
 cfg, budget, t0 = TrainConfig(**json.load(open(sys.argv[1]))), float(sys.argv[2]), float(sys.argv[3])
-train_set, _ = split_per_identity(scan_identities(cfg.data_dir, cfg.min_images, cfg.max_identities), cfg.val_fraction, cfg.seed)
-rows = len(train_set.paths) + (len(scan_unlabelled(cfg.unlabelled_dir, cfg.unlabelled_limit).paths) if cfg.unlabelled_dir else 0)
-full = max(1, rows // cfg.batch_size)  # a pass's batches, as train.shuffled_batches cuts them
-steps = min(full, cfg.max_steps_per_epoch or full)
+steps, full = epoch_steps(cfg), epoch_steps(cfg, capped=False)
 step_s = float(pd.read_csv(sys.argv[4]).epoch_s.iloc[0]) / min(60, full)  # first steps included: an upper bound
 left = budget - (time.time() - t0) - 45  # loading, the export and the copy back
 epochs = max(1, int(left // (steps * step_s + 8)))  # + validation, BN calibration, checkpoints (~7 s on an H200)
@@ -37,7 +34,7 @@ EOF
 )
 LEFT=$(( BUDGET - ($(date +%s) - T0) - 30 )); LEFT=$(( LEFT > 60 ? LEFT : 60 ))
 timeout "$LEFT" python3 -m facecore.train --device "$DEVICE" --out "$WORK/run" --config "$CONFIG" \
-  --set epochs="$EPOCHS" --set "init_from=\"$(find "$PACK" -name init.pt | head -1)\"" 2>&1 | tee "$OUT/train.log" || true
+  --set epochs="$EPOCHS" --set "init_from=\"$INIT\"" 2>&1 | tee "$OUT/train.log" || true
 cp "$WORK/run/history.csv" "$OUT/"
 python3 -m facecore.transport slim "$WORK/run/last.pt" "$OUT/state.pt"  # the schedule's end: weights, map, centres
 split -b 15M -d "$OUT/state.pt" "$OUT/state.pt." && rm "$OUT/state.pt"
