@@ -59,6 +59,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--fpr", type=float, default=REALTIME_FPR,
                    help=f"the LFW false-positive rate whose calibrated threshold is used (default {REALTIME_FPR}; "
                         "stored for 0.001, 0.003, 0.01, 0.03, 0.05, 0.1)")
+    p.add_argument("--head", action=argparse.BooleanOptionalAction, default=False,
+                   help="a distilled student with a teacher-space head: match with the head's embedding and thresholds "
+                        "(default: its backbone's own; README, Real-time recognition)")
     p.add_argument("--max_frames", type=int, help="stop after this many frames")
     p.add_argument("--display", action=argparse.BooleanOptionalAction, default=None,
                    help="show a window (default: when a screen is available); q or Esc quits")
@@ -107,7 +110,7 @@ def load_model(args: argparse.Namespace):
 
     set_threads(max(1, args.threads))
     try:
-        return load(args.model_name, args.checkpoint, args.fpr, args.threshold, args.device)
+        return load(args.model_name, args.checkpoint, args.fpr, args.threshold, args.device, args.head)
     except ModelChoiceError as e:
         raise UsageError(str(e)) from None
 
@@ -188,7 +191,7 @@ def run(args: argparse.Namespace) -> dict:
         try:
             rec = Recognizer.from_name(args.model_name, people, fpr=args.fpr, threshold=args.threshold,
                                        checkpoint=args.checkpoint, device=args.device, config=cfg,
-                                       cache_dir=args.cache_dir)
+                                       cache_dir=args.cache_dir, head=args.head)
         except ModelChoiceError as e:
             raise UsageError(str(e)) from None
         gallery, threshold = rec.gallery, rec.threshold

@@ -5,7 +5,7 @@
 Every frame of ``demo/short_hamilton_clip.mp4`` goes through realtime.py's detector (MTCNN, default
 thresholds, 640 px, faces from 20 px), with no filter. Each detection is paired (IoU >= 0.5, same
 frame) with a row of ``bench/demo_detection_labels.csv``, hand labels made by looking at every
-box's crop: ``face``, ``profile`` (Lin-Manuel Miranda's profile close-up, boxed over cheek and ear)
+box's crop: ``face``, ``profile`` (the pianist Alex Lacamoire's profile close-up, boxed over cheek and ear)
 or ``not_face`` (hair, hands, a jaw, dark background). Printed: for each rule, how many detections
 of each label it keeps. ``--sheet`` writes a contact sheet of every crop with its index and score,
 to label a changed detector again.

@@ -31,6 +31,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--people_faces", default=str(demo / "people_faces"))
     p.add_argument("--threshold", type=float)
     p.add_argument("--fpr", type=float, default=REALTIME_FPR, help="LFW FPR of the checkpoint's threshold (realtime.py --fpr)")
+    p.add_argument("--head", action=argparse.BooleanOptionalAction, default=False,
+                   help="a distilled student's teacher-space head instead of its backbone (realtime.py --head)")
     p.add_argument("--max_frames", type=int)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--repeats", type=int, default=1)
@@ -82,7 +84,8 @@ def main() -> None:
     from facecore.recognizer import load_model
     from facecore.video import open_source
 
-    embedder, threshold, origin = load_model(args.model_name, args.checkpoint, args.fpr, args.threshold, args.device)
+    embedder, threshold, origin = load_model(args.model_name, args.checkpoint, args.fpr, args.threshold, args.device,
+                                             args.head)
     gallery = build_gallery(args.people_faces, embedder, cache_dir=args.cache_dir)
     full_detector = create_detector("mtcnn", device=args.device, pad_frac=0.0)  # frames: no padded retry
     cfg = RecognizerConfig(detect_side_px=args.detect_side, detect_every=args.detect_every,

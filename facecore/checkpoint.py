@@ -166,5 +166,14 @@ def set_thresholds(path: str | os.PathLike, threshold: float, fpr: float, table:
     write_checkpoint(path, blob, compress=compress)
 
 
+def set_backbone(path: str | os.PathLike, figures: dict) -> None:
+    """Store the figures measured for a headed checkpoint's backbone alone (its LFW accuracy and
+    thresholds; ``models.Embedder.without_head`` uses them) as ``meta["backbone"]``."""
+    compress = is_compressed(path)
+    blob = read_checkpoint(path)
+    blob["meta"]["backbone"] = dict(figures)
+    write_checkpoint(path, blob, compress=compress)
+
+
 def _unwrap(model: nn.Module) -> nn.Module:
     return model.module if hasattr(model, "module") else model

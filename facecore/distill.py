@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from .data import FaceSet
 
@@ -106,6 +107,115 @@ def attach(run, labelled: FaceSet, cache_dir: Path, progress: bool = True) -> No
         run.crops = np.concatenate([run.crops, extra])
         run.tr_rows = np.concatenate([run.tr_rows, np.arange(start, start + len(extra))])
         run.tr_labels = np.concatenate([run.tr_labels, dd.unlabelled.labels])
+
+
+@dataclass
+class HeadData:
+    """A frozen student and what a teacher-space head learns from: the student's unit embeddings of the
+    training crops and the teacher's raw embeddings of them; the same for the held-out validation crops."""
+
+    student: object  # models.Embedder, weights rounded as they will ship
+    blob: dict  # the student's checkpoint (meta, float32 state dict)
+    features: np.ndarray
+    targets: np.ndarray
+    val_features: np.ndarray
+    val_targets: np.ndarray
+
+
+def head_data(checkpoint: str | os.PathLike, data_dir: str | os.PathLike, teacher, cache_dir: str | os.PathLike,
+              unlabelled_dir: str | os.PathLike | None = None, min_images: int = 5, max_identities: int = 0,
+              val_fraction: float = 0.1, seed: int = 0, unlabelled_limit: int = 0, mantissa_bits: int = 10,
+              teacher_flip: bool = False, device: str = "cpu", progress: bool = True) -> HeadData:
+    """The frozen student (its weights rounded as they will ship, ``mantissa_bits``) embeds the training
+    split of ``data_dir`` (the run's ``min_images``/``val_fraction``/``seed``), the unlabelled crops and
+    the validation split; the teacher's raw (uncentred) unit embedding of each comes from its cache."""
+    from .checkpoint import float_state_dict, half_state_dict, read_checkpoint
+    from .data import load_crops, scan_identities, split_per_identity
+    from .models import Embedder, create_model
+    from .preprocessing import cache_crop_size
+
+    blob = read_checkpoint(checkpoint)
+    meta = blob["meta"]
+    if meta.get("head"):
+        raise ValueError(f"{checkpoint} already has a {meta['head']['kind']} head; start from the run's best.pt")
+    model = create_model(meta["arch"], embedding_dim=int(meta["embedding_dim"]))
+    model.load_state_dict(float_state_dict(half_state_dict(blob["state_dict"], mantissa_bits)))
+    student = Embedder(model.to(device, memory_format=torch.channels_last).eval(), meta, device)
+    size = cache_crop_size(int(meta["input_size"]))
+    fs = scan_identities(data_dir, min_images, max_identities or None)
+    train, val = split_per_identity(fs, val_fraction, seed)
+    crops = load_crops(fs, size, cache_dir, progress)
+    index = {p: i for i, p in enumerate(fs.paths)}
+    sets = [(train, crops[[index[p] for p in train.paths]])]
+    if unlabelled_dir:
+        unl = scan_unlabelled(unlabelled_dir, unlabelled_limit)
+        sets.append((unl, load_crops(unl, size, cache_dir, progress)))
+    sets.append((val, crops[[index[p] for p in val.paths]]))
+    tdir = Path(cache_dir) / "teacher"
+    feats = [_embed(student, c, progress) for _, c in sets]
+    targets = [teacher_targets(f, teacher, tdir, progress, teacher_flip) for f, _ in sets]
+    return HeadData(student, blob, np.concatenate(feats[:-1]), np.concatenate(targets[:-1]), feats[-1], targets[-1])
+
+
+def head_agreement(head, features: np.ndarray, targets: np.ndarray) -> float:
+    """Mean cosine between a head's outputs and the teacher's targets (rows with a target)."""
+    with torch.no_grad():
+        p = head(torch.as_tensor(features)).numpy()
+    cos = (p / np.linalg.norm(p, axis=1, keepdims=True).clip(1e-12) * targets).sum(1)
+    return float(np.nanmean(cos)) if len(cos) else float("nan")
+
+
+def add_head(checkpoint: str | os.PathLike, out: str | os.PathLike, data_dir: str | os.PathLike, teacher,
+             cache_dir: str | os.PathLike, unlabelled_dir: str | os.PathLike | None = None, min_images: int = 5,
+             max_identities: int = 0, val_fraction: float = 0.1, seed: int = 0, unlabelled_limit: int = 0,
+             kind: str = "linear", hidden: int = 512, epochs: int = 12, mantissa_bits: int = 10,
+             teacher_flip: bool = False, device: str = "cpu", progress: bool = True) -> dict:
+    """Fit a teacher-space head (``facecore.heads``) on a trained student (``head_data``) and write ``out``
+    with it. Returns the head's description: sizes, the rows it was fitted on and its mean cosine to the
+    teacher on the held-out validation crops (``val_cos``)."""
+    from .checkpoint import write_checkpoint
+    from .heads import PREFIX, fit_head
+
+    d = head_data(checkpoint, data_dir, teacher, cache_dir, unlabelled_dir, min_images, max_identities, val_fraction,
+                  seed, unlabelled_limit, mantissa_bits, teacher_flip, device, progress)
+    head = fit_head(d.features, d.targets, kind, hidden, epochs, seed=seed, progress=progress)
+    meta = d.blob["meta"]
+    info = {"kind": kind, "in_dim": int(meta["embedding_dim"]), "out_dim": int(d.targets.shape[1]),
+            "hidden": int(hidden) if kind == "mlp" else 0, "teacher": getattr(teacher, "name", str(teacher)),
+            "rows": int(len(d.features)), "epochs": int(epochs),
+            "val_cos": head_agreement(head, d.val_features, d.val_targets)}
+    state = {**d.blob["state_dict"], **{PREFIX + k: v for k, v in head.state_dict().items()}}
+    write_checkpoint(out, {"meta": {**meta, "embedding_dim": info["out_dim"], "head": info}, "state_dict": state})
+    return info
+
+
+def add_run_head(cfg, run_dir: str | os.PathLike, teacher, kind: str = "linear", epochs: int = 12,
+                 mantissa_bits: int = 10, device: str = "cpu", progress: bool = True) -> dict:
+    """``add_head`` on a distillation run (a ``TrainConfig``): ``best.pt`` to ``best-head.pt``, on the run's
+    data, split and teacher cache. A ``best-head.pt`` newer than ``best.pt`` with the same kind and epochs
+    is kept (a rerun of the notebook resumes)."""
+    from .checkpoint import read_checkpoint
+    from .paths import project_path
+
+    run_dir = project_path(run_dir)
+    src, out = run_dir / "best.pt", run_dir / "best-head.pt"
+    if out.exists() and out.stat().st_mtime >= src.stat().st_mtime:
+        head = read_checkpoint(out)["meta"].get("head") or {}
+        if head.get("kind") == kind and head.get("epochs") == epochs:
+            return {**head, "reused": True}
+    return add_head(src, out, project_path(cfg.data_dir), teacher, project_path(cfg.cache_dir),
+                    project_path(cfg.unlabelled_dir) if cfg.unlabelled_dir else None, cfg.min_images,
+                    cfg.max_identities or 0, cfg.val_fraction, cfg.seed, cfg.unlabelled_limit, kind, epochs=epochs,
+                    mantissa_bits=mantissa_bits, teacher_flip=cfg.teacher_flip, device=device, progress=progress)
+
+
+def _embed(student, crops: np.ndarray, progress: bool, chunk: int = 1024) -> np.ndarray:
+    """The student's unit embeddings of many crops, with a progress bar."""
+    from tqdm.auto import tqdm
+
+    steps = range(0, len(crops), chunk)
+    parts = [student.embed(crops[i:i + chunk]) for i in tqdm(steps, desc="student", disable=not progress)]
+    return np.concatenate(parts) if parts else np.zeros((0, int(student.meta["embedding_dim"])), np.float32)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from .checkpoint import (CHECKPOINT_FORMAT, checkpoint_bytes, checkpoint_meta, float_state_dict,  # noqa: F401
                          is_compressed, load_weights, read_checkpoint, round_mantissa, save_checkpoint,
                          write_checkpoint)
+from .heads import HeadedModel, backbone_dim, head_from_meta, split_state
 from .preprocessing import MEAN, STD, meta_to_tensor, to_tensor
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
@@ -138,6 +139,16 @@ class Embedder:
             return np.zeros((0, int(self.meta.get("embedding_dim", 512))), np.float32)
         return np.concatenate(out).astype(np.float32)
 
+    def without_head(self) -> "Embedder":
+        """The backbone alone of a model with a teacher-space head (``facecore.heads``): its own embedding,
+        with the thresholds measured for it at export (``meta["backbone"]``); other models unchanged."""
+        if not self.meta.get("head"):
+            return self
+        drop = {"head", "backbone", "threshold", "threshold_fpr", "thresholds_by_fpr"}
+        meta = {k: v for k, v in self.meta.items() if k not in drop}
+        meta.update(self.meta.get("backbone") or {}, embedding_dim=int(self.meta["head"]["in_dim"]))
+        return Embedder(self.model.backbone, meta, self.device)
+
 
 def load_embedder(path: str | os.PathLike, device: str = "cpu") -> Embedder:
     """Rebuild the network a checkpoint describes, load its weights (as float32) and return it.
@@ -150,8 +161,13 @@ def load_embedder(path: str | os.PathLike, device: str = "cpu") -> Embedder:
     hashed = verify_shipped(path)
     blob = read_checkpoint(path, verify=not hashed)  # a matching SHA-256 already covers every byte
     meta = blob["meta"]
-    model = create_model(meta["arch"], embedding_dim=meta["embedding_dim"])
-    load_weights(model, blob["state_dict"], path)
+    model = create_model(meta["arch"], embedding_dim=backbone_dim(meta))
+    body, head_weights = split_state(blob["state_dict"])
+    load_weights(model, body, path)
+    if meta.get("head"):  # a distilled student's map into its teacher's space (facecore.heads)
+        head = head_from_meta(meta)
+        load_weights(head, head_weights, path, "head weights")
+        model = HeadedModel(model, head)
     model = model.to(device, memory_format=torch.channels_last).eval()
     return Embedder(model, meta, device)
 

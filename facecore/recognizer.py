@@ -18,9 +18,10 @@ from pathlib import Path
 from .paths import PROJECT_ROOT
 
 # Default operating point: the threshold at which 1 % of LFW's mismatched pairs pass. With the
-# default model, 3 % names an audience member on the demo clip (similarity 0.40 vs a threshold of
-# 0.385), while 1 % (0.456) still names the performer's close-ups (0.46-0.76); see README
-# "Real-time recognition".
+# default model, 3 % names an audience member on the demo clip, while 1 % still names the performer's
+# close-ups; see README "Real-time recognition". A distilled student with a teacher-space head is
+# matched with its backbone's own embedding unless head=True (``Embedder.without_head``): on the clip
+# its head named an audience member at 1 % and fewer of the performer's face-frames at 0.1 %.
 REALTIME_FPR = 0.01
 DEFAULT_DATA = "../shared/data"
 GALLERY_CACHE = PROJECT_ROOT / "cache" / "gallery"
@@ -94,8 +95,9 @@ def choose_threshold(meta: dict, fpr: float = REALTIME_FPR, threshold: float | N
 
 
 def load_model(model_name: str | None = None, checkpoint: str | os.PathLike | None = None, fpr: float = REALTIME_FPR,
-               threshold: float | None = None, device: str = "cpu"):
-    """(embedder, threshold, where the threshold comes from)."""
+               threshold: float | None = None, device: str = "cpu", head: bool = False):
+    """(embedder, threshold, where the threshold comes from); ``head``: a distilled student's teacher-space
+    head, not its backbone's own embedding (``Embedder.without_head``)."""
     import torch
 
     from .models import load_embedder
@@ -106,6 +108,7 @@ def load_model(model_name: str | None = None, checkpoint: str | os.PathLike | No
     path = resolve_checkpoint(model_name, checkpoint)
     try:
         embedder = load_embedder(path, device=device)
+        embedder = embedder if head else embedder.without_head()
     except (FileNotFoundError, ValueError) as e:
         first = str(e).splitlines()[0]
         raise ModelChoiceError(f"checkpoint: {first if len(first) < 160 else first[:157] + '...'}") from None
@@ -116,7 +119,7 @@ def load_model(model_name: str | None = None, checkpoint: str | os.PathLike | No
 def from_name(model_name: str | None = None, people_faces: str | os.PathLike = PROJECT_ROOT / "people_faces",
               fpr: float = REALTIME_FPR, threshold: float | None = None, checkpoint: str | os.PathLike | None = None,
               device: str = "cpu", config=None, cache_dir: str | os.PathLike | None = GALLERY_CACHE,
-              detector=None):
+              detector=None, head: bool = False):
     """A ``Recognizer`` of the people in ``people_faces`` with a named model (``Recognizer.from_name``).
 
     ``detector`` (a name or object, ``facecore.detectors``) finds the gallery's faces; the video
@@ -128,7 +131,7 @@ def from_name(model_name: str | None = None, people_faces: str | os.PathLike = P
     people = input_path(people_faces)
     if not people.is_dir():
         raise ModelChoiceError(f"--people_faces {people}: no such folder (one sub-folder or photo per person)")
-    embedder, thr, origin = load_model(model_name, checkpoint, fpr, threshold, device)
+    embedder, thr, origin = load_model(model_name, checkpoint, fpr, threshold, device, head)
     gallery = build_gallery(people, embedder, detector=detector, cache_dir=cache_dir)
     kw = {} if config is None else {"config": config}
     return Recognizer(embedder, gallery, thr, threshold_origin=origin, **kw)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .checkpoint import export_for_shipping, read_checkpoint, set_thresholds
+from .checkpoint import export_for_shipping, read_checkpoint, set_backbone, set_thresholds
 from .files import atomic_write_text
 from .paths import project_path
 
@@ -60,6 +60,9 @@ def _finalize(src: Path, checkpoint: str, export_path: str | None, lfw_dir: str 
         if with_lfw:
             metrics.update(evaluate_lfw(tmp, lfw_dir, device, fpr))
             set_thresholds(tmp, metrics["threshold"], fpr, metrics["thresholds_by_fpr"], metrics)
+            if read_checkpoint(tmp)["meta"].get("head"):  # its backbone alone too (realtime.py's default)
+                metrics["backbone"] = _backbone_figures(evaluate_lfw(tmp, lfw_dir, device, fpr, head=False))
+                set_backbone(tmp, metrics["backbone"])
         os.replace(tmp, dst)
     finally:
         tmp.unlink(missing_ok=True)
@@ -69,10 +72,16 @@ def _finalize(src: Path, checkpoint: str, export_path: str | None, lfw_dir: str 
     return metrics
 
 
+def _backbone_figures(m: dict) -> dict:
+    keys = ("lfw_acc", "lfw_std", "threshold", "threshold_fpr", "thresholds_by_fpr", "lfw_fold_accuracies")
+    return {k: m[k] for k in keys if k in m}
+
+
 def evaluate_lfw(checkpoint: str | os.PathLike, lfw_dir: str | os.PathLike, device: str = "cpu",
-                 fpr: float = 1e-3) -> dict:
+                 fpr: float = 1e-3, head: bool = True) -> dict:
     """LFW 10-fold accuracy (flip-augmented embeddings) of a checkpoint on a folder of aligned LFW
-    crops, and the similarity threshold at ``fpr`` on the mismatched pairs."""
+    crops, and the similarity threshold at ``fpr`` on the mismatched pairs; ``head=False``: a distilled
+    student's backbone without its teacher-space head."""
     from .embed import embed_files
     from .lfw import pair_similarities
     from .metrics import lfw_accuracy, threshold_at_fpr
@@ -80,7 +89,8 @@ def evaluate_lfw(checkpoint: str | os.PathLike, lfw_dir: str | os.PathLike, devi
     from .validate import embedding_spread, lfw_protocol
 
     files, (i1, i2, issame, folds) = lfw_protocol(str(project_path(lfw_dir)))
-    e = embed_files(files, load_embedder(project_path(checkpoint), device), aligned=True, flip=True, progress=False)
+    emb = load_embedder(project_path(checkpoint), device)
+    e = embed_files(files, emb if head else emb.without_head(), aligned=True, flip=True, progress=False)
     sims = np.nan_to_num(pair_similarities(e.embeddings, i1, i2), nan=-1.0)  # a missing crop never matches
     res = lfw_accuracy(sims, issame, folds=folds)
     table = {str(f): float(threshold_at_fpr(sims[~issame], f)) for f in sorted({*CALIBRATION_FPRS, fpr})}

@@ -6,6 +6,7 @@ import os
 import torch
 
 from .checkpoint import load_weights, read_checkpoint
+from .heads import backbone_dim, split_state
 from .losses import centres_keys, loss_class
 
 
@@ -21,10 +22,11 @@ def warm_start(model: torch.nn.Module, loss_fn: torch.nn.Module, path: str | os.
     """
     blob = read_checkpoint(path)
     meta = blob["meta"]
-    if meta["arch"] != arch or int(meta["embedding_dim"]) != int(embedding_dim):
-        raise ValueError(f"init_from {path}: it is a {meta['arch']} with {meta['embedding_dim']}-d embeddings, "
+    dim = backbone_dim(meta)  # a student with a teacher-space head starts from its backbone; the head is refitted
+    if meta["arch"] != arch or dim != int(embedding_dim):
+        raise ValueError(f"init_from {path}: it is a {meta['arch']} with {dim}-d embeddings, "
                          f"but this run trains a {arch} with {embedding_dim}-d ones; pick a matching checkpoint")
-    load_weights(model, blob["state_dict"], path)
+    load_weights(model, split_state(blob["state_dict"])[0], path)
     loss_state = blob.get("loss_state") or {}
     key = getattr(loss_fn, "centres_key", None)
     own = _other_loss_tensors(loss_fn, loss_state, key)

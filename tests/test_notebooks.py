@@ -47,7 +47,9 @@ def test_distill_notebook_learns_the_teacher(aligned):
     cfg = read_checkpoint(RUNS / "train" / "distill" / "last.pt", verify=False)["meta"]["config"]
     assert cfg["augment"] == "photometric"  # the smoke profile's AUGMENT reached the trainer
     assert m["last_train_loss"] < m["first_train_loss"], m
-    assert (RUNS / "models" / "distill.pt").exists()
+    assert m["head"]["kind"] == "linear" and m["head"]["out_dim"] == 128  # the shipped student speaks dlib's space
+    shipped = read_checkpoint(RUNS / "models" / "distill.pt")["meta"]
+    assert shipped["embedding_dim"] == 128 and shipped["head"]["in_dim"] == cfg["embedding_dim"]
     assert len(list((PROJECT_ROOT / "cache" / "crops" / "teacher").rglob("*.npz"))) >= 40
 
 

@@ -209,11 +209,12 @@ def test_threshold_comes_from_the_checkpoints_fpr_table(tmp_path):
 
 def test_default_model_names_the_performer_and_no_one_else(tmp_path):
     """The shipped default model, its default threshold and the demo gallery on the whole clip: the
-    performer is named in his close-ups (frames 82-210: the clip cuts hard at frames 82 and 211, checked on
-    the frames) and may be in his distant opening shot and his profile close-up; the
-    pianist at the left of that shot is Alex Lacamoire (the enrolled photo: same curly hair, beard, grey
-    jacket and blue shirt), so he may be named, and only as himself; the four audience faces of the last
-    shot (frames 211-274) are never named."""
+    performer is named in his close-ups (frames 82-210: the clip cuts hard at frames 20, 45, 82 and 211,
+    checked on the frames) and may be in his distant opening shot (frames 0-19, right half). The pianist
+    at the left of that shot is Alex Lacamoire (the enrolled photo: same curly hair, beard, grey jacket
+    and blue shirt), as is the curly-haired profile close-up of frames 20-44 (same hair and shirt; the
+    performer's hair is short): he may be named there, and only as himself; the four audience faces of
+    the last shot (frames 211-274) are never named."""
     clip = need_data(*CLIP)
     people = need_data("demo", "people_faces")
     report = tmp_path / "r.json"
@@ -226,11 +227,11 @@ def test_default_model_names_the_performer_and_no_one_else(tmp_path):
     lin = [(i, f) for i, f in named if f["name"] == "Lin_Manuel_Miranda"]
     alex = [(i, f) for i, f in named if f["name"] == "Alex_Lacamoire"]
     assert len(lin) >= 90 and len(lin) + len(alex) == len(named)
-    # the performer: his close-ups (frames 82-210) and, before them, the right half of the frame;
-    # the pianist (left half of that shot) is never named as the performer, nor anyone else as the pianist
+    # the performer: his close-ups (frames 82-210) and the right half of the opening shot; the pianist:
+    # the left half of the opening shot and his profile close-up; never one as the other, nor anyone else
     centre_x = lambda f: (f["box"][0] + f["box"][2]) / 2  # noqa: E731
-    assert all(82 <= i <= 210 or (i < 82 and centre_x(f) > 320) for i, f in lin)
-    assert all(i < 82 and centre_x(f) < 320 for i, f in alex)
+    assert all(82 <= i <= 210 or (i < 20 and centre_x(f) > 320) for i, f in lin)
+    assert all((i < 20 and centre_x(f) < 320) or 20 <= i < 45 for i, f in alex)
     audience = [fr["faces"] for fr in frames if fr["index"] >= 211]
     assert sum(len(faces) >= 3 for faces in audience) >= 0.8 * len(audience)  # the audience faces are seen ...
     assert all(f["name"] == "Unknown" for faces in audience for f in faces)  # ... and nobody there is named
