@@ -32,19 +32,14 @@ def _both(student, files: list[str]) -> tuple[np.ndarray, np.ndarray]:
 
 def _pair_sets(data_root: Path) -> dict:
     """{protocol: (files, (i1, i2, issame, folds))} for LFW, CFP-FF and CFP-FP on the aligned crops."""
-    from facecore.cfp import read_pairs
-    from facecore.lfw import LfwPair
-    from facecore.protocols import _rows
+    from facecore.protocols import cfp_protocol
     from facecore.validate import lfw_protocol
 
-    out = {"LFW": lfw_protocol(str(PROJECT_ROOT / "cache" / "aligned" / "lfw-112"), str(data_root / "lfw" / "pairs.txt"))}
-    cfp = PROJECT_ROOT / "cache" / "aligned" / "cfp-112"
-    rel = lambda p: str(Path(p).relative_to("images").with_suffix(".jpg"))  # noqa: E731
+    aligned = PROJECT_ROOT / "cache" / "aligned"
+    out = {"LFW": lfw_protocol(str(aligned / "lfw-112"), str(data_root / "lfw" / "pairs.txt"))}
     for proto in ("FF", "FP"):
-        pairs = [LfwPair(rel(a), rel(b), bool(s), int(f))
-                 for a, b, s, f in read_pairs(data_root / "cfp", proto).itertuples(index=False)]
-        files = sorted({p.path1 for p in pairs} | {p.path2 for p in pairs})
-        out[f"CFP-{proto}"] = ([str(cfp / f) for f in files], _rows(pairs, files))
+        files, rows = cfp_protocol(data_root / "cfp", proto)
+        out[f"CFP-{proto}"] = ([str(aligned / "cfp-112" / f) for f in files], rows)
     return out
 
 

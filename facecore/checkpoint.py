@@ -154,24 +154,19 @@ def export_for_shipping(src: str | os.PathLike, dst: str | os.PathLike, metrics:
 
 
 def set_thresholds(path: str | os.PathLike, threshold: float, fpr: float, table: dict | None = None,
-                   metrics: dict | None = None) -> None:
+                   metrics: dict | None = None, backbone: dict | None = None) -> None:
     """Store a calibrated threshold (at ``fpr``), the table by FPR and extra metrics in a checkpoint's
-    meta, rewriting it in its own format; the weights are untouched."""
+    meta, rewriting it in its own format; the weights are untouched. ``backbone``: the figures of a
+    headed checkpoint's backbone alone (LFW, thresholds) as ``meta["backbone"]``
+    (``models.Embedder.without_head`` uses them)."""
     compress = is_compressed(path)
     blob = read_checkpoint(path)
     blob["meta"]["threshold"], blob["meta"]["threshold_fpr"] = float(threshold), float(fpr)
     blob["meta"]["metrics"] = {**blob["meta"].get("metrics", {}), **(metrics or {})}
     if table:
         blob["meta"]["thresholds_by_fpr"] = {str(k): float(v) for k, v in table.items()}
-    write_checkpoint(path, blob, compress=compress)
-
-
-def set_backbone(path: str | os.PathLike, figures: dict) -> None:
-    """Store the figures measured for a headed checkpoint's backbone alone (its LFW accuracy and
-    thresholds; ``models.Embedder.without_head`` uses them) as ``meta["backbone"]``."""
-    compress = is_compressed(path)
-    blob = read_checkpoint(path)
-    blob["meta"]["backbone"] = dict(figures)
+    if backbone:
+        blob["meta"]["backbone"] = dict(backbone)
     write_checkpoint(path, blob, compress=compress)
 
 

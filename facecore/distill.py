@@ -144,17 +144,17 @@ def head_data(checkpoint: str | os.PathLike, data_dir: str | os.PathLike, teache
     size = cache_crop_size(int(meta["input_size"]))
     fs = scan_identities(data_dir, min_images, max_identities or None)
     train, val = split_per_identity(fs, val_fraction, seed)
-    crops = load_crops(fs, size, cache_dir, progress)
     index = {p: i for i, p in enumerate(fs.paths)}
-    sets = [(train, crops[[index[p] for p in train.paths]])]
+    tr, va = ([index[p] for p in part.paths] for part in (train, val))
+    tdir = Path(cache_dir) / "teacher"
+    feats = _embed(student, load_crops(fs, size, cache_dir, progress), progress)
+    targets = teacher_targets(fs, teacher, tdir, progress, teacher_flip)
+    x, t = [feats[tr]], [targets[tr]]
     if unlabelled_dir:
         unl = scan_unlabelled(unlabelled_dir, unlabelled_limit)
-        sets.append((unl, load_crops(unl, size, cache_dir, progress)))
-    sets.append((val, crops[[index[p] for p in val.paths]]))
-    tdir = Path(cache_dir) / "teacher"
-    feats = [_embed(student, c, progress) for _, c in sets]
-    targets = [teacher_targets(f, teacher, tdir, progress, teacher_flip) for f, _ in sets]
-    return HeadData(student, blob, np.concatenate(feats[:-1]), np.concatenate(targets[:-1]), feats[-1], targets[-1])
+        x.append(_embed(student, load_crops(unl, size, cache_dir, progress), progress))
+        t.append(teacher_targets(unl, teacher, tdir, progress, teacher_flip))
+    return HeadData(student, blob, np.concatenate(x), np.concatenate(t), feats[va], targets[va])
 
 
 def head_agreement(head, features: np.ndarray, targets: np.ndarray) -> float:

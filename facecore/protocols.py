@@ -111,19 +111,14 @@ def lfw(embedder, data_root: Path, aligned_dir: str | os.PathLike | None = None,
 
 def _cfp(protocol: str, embedder, data_root: Path, aligned_dir=None, detector: Any = "mtcnn", cache_dir=None,
          flip: bool = True, progress: bool = False) -> dict:
-    from .cfp import align_cfp, read_pairs
+    from .cfp import align_cfp
     from .embed import embed_files
-    from .lfw import LfwPair, pair_rows
 
     root = Path(data_root) / "cfp"
     dst = Path(aligned_dir) if aligned_dir else ALIGNED_ROOT / "cfp-112"
     counts = align_cfp(root, dst, detector=detector, progress=progress, **LFW_ALIGN)
-    pairs = read_pairs(root, protocol)
-    rel = lambda p: str(Path(p).relative_to("images").with_suffix(".jpg"))  # noqa: E731
-    lp = [LfwPair(rel(a), rel(b), bool(s), int(f)) for a, b, s, f in pairs.itertuples(index=False)]
-    files = sorted({p.path1 for p in lp} | {p.path2 for p in lp})
+    files, (i1, i2, issame, folds) = cfp_protocol(root, protocol)
     e = embed_files([dst / f for f in files], embedder, aligned=True, flip=flip, cache_dir=cache_dir, progress=progress)
-    i1, i2, issame, folds = _rows(lp, files)
     res = pair_result(e.embeddings, i1, i2, issame, folds)
     label = f"CFP-{protocol}"
     return {"accuracy": res["mean"], "std": res["std"], "accuracies": res["accuracies"], "auc": res["auc"],
@@ -131,12 +126,20 @@ def _cfp(protocol: str, embedder, data_root: Path, aligned_dir=None, detector: A
             "summary": {label: 100 * res["mean"], f"{label} std": 100 * res["std"]}}
 
 
-def _rows(pairs, files: list[str]):
-    """``pair_rows`` keyed by the whole relative path (CFP names repeat across folders)."""
+def cfp_protocol(cfp_root: str | os.PathLike, protocol: str):
+    """The aligned-crop files (relative, ``<id>/<frontal|profile>/<n>.jpg``) that CFP's ``protocol`` ("FF"
+    or "FP") uses, and ``(i1, i2, issame, fold)`` rows into them (as ``validate.lfw_protocol``); rows are
+    keyed by the whole relative path, since CFP's file names repeat across folders."""
+    from .cfp import read_pairs
+
+    rel = lambda p: str(Path(p).relative_to("images").with_suffix(".jpg"))  # noqa: E731
+    table = read_pairs(Path(cfp_root), protocol)
+    pairs = [(rel(a), rel(b), bool(s), int(f)) for a, b, s, f in table.itertuples(index=False)]
+    files = sorted({p[0] for p in pairs} | {p[1] for p in pairs})
     index = {f: r for r, f in enumerate(files)}
-    i1 = np.array([index[p.path1] for p in pairs], np.int64)
-    i2 = np.array([index[p.path2] for p in pairs], np.int64)
-    return i1, i2, np.array([p.issame for p in pairs]), np.array([p.fold for p in pairs], np.int64)
+    i1 = np.array([index[p[0]] for p in pairs], np.int64)
+    i2 = np.array([index[p[1]] for p in pairs], np.int64)
+    return files, (i1, i2, np.array([p[2] for p in pairs]), np.array([p[3] for p in pairs], np.int64))
 
 
 register_protocol("cfp-ff", lambda embedder, data_root, **kw: _cfp("FF", embedder, data_root, **kw))

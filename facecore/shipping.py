@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .checkpoint import export_for_shipping, read_checkpoint, set_backbone, set_thresholds
+from .checkpoint import export_for_shipping, read_checkpoint, set_thresholds
 from .files import atomic_write_text
 from .paths import project_path
 
@@ -59,10 +59,10 @@ def _finalize(src: Path, checkpoint: str, export_path: str | None, lfw_dir: str 
         export_for_shipping(src, tmp, metrics, mantissa_bits)
         if with_lfw:
             metrics.update(evaluate_lfw(tmp, lfw_dir, device, fpr))
-            set_thresholds(tmp, metrics["threshold"], fpr, metrics["thresholds_by_fpr"], metrics)
-            if read_checkpoint(tmp)["meta"].get("head"):  # its backbone alone too (realtime.py's default)
+            if meta.get("head"):  # its backbone alone too (realtime.py's default)
                 metrics["backbone"] = _backbone_figures(evaluate_lfw(tmp, lfw_dir, device, fpr, head=False))
-                set_backbone(tmp, metrics["backbone"])
+            set_thresholds(tmp, metrics["threshold"], fpr, metrics["thresholds_by_fpr"], metrics,
+                           backbone=metrics.get("backbone"))
         os.replace(tmp, dst)
     finally:
         tmp.unlink(missing_ok=True)

@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from facecore.checkpoint import export_for_shipping, read_checkpoint, save_checkpoint, set_backbone, set_thresholds
+from facecore.checkpoint import export_for_shipping, read_checkpoint, save_checkpoint, set_thresholds
 from facecore.distill import add_head, scan_unlabelled
 from facecore.data import load_crops
 from facecore.heads import PREFIX, HeadedModel, create_head, fit_head, head_names, split_state
@@ -65,8 +65,8 @@ def test_headed_checkpoint_loads_exports_and_warm_starts(tmp_path):
     assert np.abs(emb.embed(crops) - one.numpy()).max() < 1e-3
     bare = emb.without_head()  # realtime.py's default: the backbone's own embedding and thresholds
     assert bare.embed(crops).shape == (4, 16) and not {"head", "thresholds_by_fpr"} & set(bare.meta)
-    set_thresholds(tmp_path / "shipped.pt", 0.9, 0.01, {"0.01": 0.9})
-    set_backbone(tmp_path / "shipped.pt", {"threshold": 0.3, "threshold_fpr": 0.01, "thresholds_by_fpr": {"0.01": 0.3}})
+    set_thresholds(tmp_path / "shipped.pt", 0.9, 0.01, {"0.01": 0.9},
+                   backbone={"threshold": 0.3, "threshold_fpr": 0.01, "thresholds_by_fpr": {"0.01": 0.3}})
     assert load_model(checkpoint=tmp_path / "shipped.pt")[1] == 0.3
     assert load_model(checkpoint=tmp_path / "shipped.pt", head=True)[1] == 0.9
     assert load_model(checkpoint=tmp_path / "shipped.pt")[0].embed(crops).shape == (4, 16)
