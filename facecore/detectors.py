@@ -17,35 +17,24 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Callable
+from typing import Any
 
-DETECTORS: dict[str, Callable[..., Any]] = {}
+from .registry import Registry
+
+DETECTORS = Registry("detector", add_with="facecore.detectors.register_detector")
+register_detector = DETECTORS.register  # register_detector("mine", factory), or as a decorator
 NOT_SETTINGS = ("device",)  # where a detector runs does not change what it finds
-
-
-def register_detector(name: str, factory: Callable[..., Any] | None = None):
-    """Register ``factory(**settings) -> detector`` under ``name``; usable as a decorator."""
-    def add(f: Callable[..., Any]) -> Callable[..., Any]:
-        if not name or not isinstance(name, str):
-            raise ValueError(f"a detector name must be a non-empty string, got {name!r}")
-        DETECTORS[name] = f
-        return f
-
-    return add(factory) if factory is not None else add
 
 
 def detector_names() -> list[str]:
     _register_builtins()
-    return sorted(DETECTORS)
+    return DETECTORS.names()
 
 
 def create_detector(name: str = "mtcnn", **settings) -> Any:
     """A new detector by registered name; an unknown name raises an error listing the valid ones."""
     _register_builtins()
-    if name not in DETECTORS:
-        raise ValueError(f"unknown detector {name!r}; valid names: {', '.join(sorted(DETECTORS))} "
-                         "(add one with facecore.detectors.register_detector)")
-    det = DETECTORS[name](**settings)
+    det = DETECTORS.lookup(name)(**settings)
     try:
         det.name = name
         if not hasattr(type(det), "settings"):  # classes with a settings property report their own

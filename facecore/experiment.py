@@ -14,6 +14,7 @@ from .paths import project_path  # noqa: F401 (re-exported: notebooks import it 
 from .runtime import resolve_device, set_threads
 from .shipping import (CALIBRATION_FPRS, calibrate_checkpoint, evaluate_lfw, finalize_run,  # noqa: F401
                        save_metrics)
+from .settings import describe, training_values
 from .train import TrainConfig
 
 # notebook parameter -> (TrainConfig field, whether 0 / "" mean None)
@@ -42,9 +43,33 @@ def training_config(loss: str, loss_kwargs: dict, params: dict) -> TrainConfig:
     return TrainConfig(loss=loss, loss_kwargs=dict(loss_kwargs), **fields)
 
 
+def _loss_defaults(loss: str) -> dict:
+    from .losses import loss_class
+
+    return dict(getattr(loss_class(loss), "training_defaults", {}))
+
+
+def notebook_params(loss: str, params: dict) -> dict:
+    """A training notebook's parameters (pass ``globals()``) with its ``TRAINING`` dict, if any, spread
+    out: every shared setting of ``facecore.settings`` at its default, the loss's ``training_defaults``
+    or the value ``TRAINING`` gives. Raises ValueError for a name or type ``TRAINING`` does not take."""
+    if "TRAINING" not in params:
+        return dict(params)
+    values = training_values(params["TRAINING"], _loss_defaults(loss))
+    clash = sorted(set(values) & (set(params) - {"TRAINING"}))
+    if clash:
+        raise ValueError(f"{', '.join(clash)}: give these in TRAINING only, not also as notebook parameters")
+    return {k: v for k, v in params.items() if k != "TRAINING"} | values
+
+
 def setup_training(loss: str, loss_kwargs: dict, params: dict) -> tuple[TrainConfig, str]:
-    """(config, device) of a training notebook: ``training_config`` plus its ``DEVICE`` (resolved) and
-    ``THREADS`` (applied); both are printed."""
+    """(config, device) of a training notebook (``params``: its ``globals()``, see ``notebook_params``):
+    ``training_config`` plus its ``DEVICE`` (resolved) and ``THREADS`` (applied); all are printed."""
+    if "TRAINING" in params:
+        given, loss_defaults = params["TRAINING"], _loss_defaults(loss)
+        print("shared settings (facecore.settings), with the source of those not at their default:\n"
+              + describe(training_values(given, loss_defaults), given, loss_defaults))
+        params = notebook_params(loss, params)
     set_threads(int(params.get("THREADS", 0)))
     cfg, device = training_config(loss, loss_kwargs, params), resolve_device(str(params.get("DEVICE", "auto")))
     print(f"{cfg}\ndevice: {device}")
@@ -67,6 +92,7 @@ def finish_training(cfg: TrainConfig, history: pd.DataFrame, device: str, params
     ``exports``: {summary key: (checkpoint, export path)}; default: ``best.pt`` to ``EXPORT_PATH``, its
     metrics merged into the summary's top level (key "").
     """
+    params = notebook_params(cfg.loss, params)
     summary = run_summary(cfg, history, device)
     for key, (checkpoint, path) in (exports or {"": ("best.pt", params.get("EXPORT_PATH", ""))}).items():
         m = finalize_run(params["RUN_DIR"], checkpoint, path or None, params.get("LFW_DIR") or None,

@@ -9,30 +9,25 @@ teacher's space (128-d for dlib). A checkpoint with a head stores its weights un
 """
 from __future__ import annotations
 
-from typing import Callable
-
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .registry import Registry
+
 PREFIX = "teacher_head."  # not "head.": EfficientNetEmbedder's own embedding layers live there
-_HEADS: dict[str, Callable[..., nn.Module]] = {
-    "linear": lambda in_dim, out_dim, hidden=0: nn.Linear(in_dim, out_dim),
-    "mlp": lambda in_dim, out_dim, hidden=512: nn.Sequential(
-        nn.Linear(in_dim, hidden), nn.BatchNorm1d(hidden), nn.ReLU(), nn.Dropout(0.1), nn.Linear(hidden, out_dim)),
-}
-
-
-def head_names() -> list[str]:
-    return sorted(_HEADS)
+_HEADS = Registry("head", add_with="facecore.heads.register_head")
+register_head = _HEADS.register
+head_names = _HEADS.names
+register_head("linear", lambda in_dim, out_dim, hidden=0: nn.Linear(in_dim, out_dim))
+register_head("mlp", lambda in_dim, out_dim, hidden=512: nn.Sequential(
+    nn.Linear(in_dim, hidden), nn.BatchNorm1d(hidden), nn.ReLU(), nn.Dropout(0.1), nn.Linear(hidden, out_dim)))
 
 
 def create_head(kind: str, in_dim: int, out_dim: int, hidden: int = 512) -> nn.Module:
     """A fresh head by name: ``linear`` (with bias) or ``mlp`` (one hidden layer of ``hidden``)."""
-    if kind not in _HEADS:
-        raise ValueError(f"unknown head {kind!r}; valid names: {', '.join(head_names())}")
-    return _HEADS[kind](in_dim, out_dim, hidden)
+    return _HEADS.lookup(kind)(in_dim, out_dim, hidden)
 
 
 class HeadedModel(nn.Module):

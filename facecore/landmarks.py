@@ -32,6 +32,7 @@ from .files import atomic_write_bytes
 from .landmarks_data import FLIP_ORDER, crop_matrix, invert_matrix, map_points, to_tensor, warp_crop
 from .checkpoint import load_weights, verify_zip
 from .paths import PROJECT_ROOT
+from .registry import Registry
 
 LANDMARKER_FORMAT = "facecore-landmarker-v1"
 DEFAULT_WEIGHTS = Path("notebooks") / "my-face-alignment" / "landmarker.pt"
@@ -89,17 +90,15 @@ def soft_argmax(logits: torch.Tensor, size: int) -> torch.Tensor:
     return torch.stack([(prob.sum(2) * xs).sum(-1), (prob.sum(3) * ys).sum(-1)], dim=-1)
 
 
-_MODELS: dict[str, Callable[[], nn.Module]] = {
-    "heatmap-s": lambda: HeatmapLandmarker(5, 24),
-    "heatmap-m": lambda: HeatmapLandmarker(5, 32),
-}
+_MODELS = Registry("landmark model", add_with="facecore.landmarks.register_landmark_model")
+register_landmark_model = _MODELS.register
+register_landmark_model("heatmap-s", lambda: HeatmapLandmarker(5, 24))
+register_landmark_model("heatmap-m", lambda: HeatmapLandmarker(5, 32))
 
 
 def create_landmark_model(name: str) -> nn.Module:
     """A randomly initialised 5-point landmark model by name."""
-    if name not in _MODELS:
-        raise ValueError(f"unknown landmark model {name!r}; valid names: {', '.join(sorted(_MODELS))}")
-    return _MODELS[name]()
+    return _MODELS.lookup(name)()
 
 
 # -- loss and metrics ------------------------------------------------------------------------

@@ -8,36 +8,29 @@ Each loss class declares what training needs from it, so the trainer never check
 - ``centres_key``: state-dict key of its class centres (``None``: no centres; only losses with
   centres are built with ``embedding_dim``/``num_classes``, and warm-starting copies this key);
 - ``sampler``: ``"shuffled"`` (batches of a shuffled pass) or ``"pk"`` (P identities x K images);
-- ``weight_decay``: whether its own parameters take the optimiser's weight decay.
+- ``weight_decay``: whether its own parameters take the optimiser's weight decay;
+- ``training_defaults`` (optional): shared training settings whose default differs for this loss
+  (``facecore.settings`` names, e.g. triplet's ``LR``).
 """
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+from .registry import Registry
 
-
-def register_loss(name: str):
-    def deco(cls):
-        _REGISTRY[name] = cls
-        return cls
-    return deco
-
-
-def list_losses() -> list[str]:
-    return sorted(_REGISTRY)
+_REGISTRY = Registry("loss", add_with="facecore.losses.register_loss")
+register_loss = _REGISTRY.register
+list_losses = _REGISTRY.names
 
 
 def loss_class(name: str) -> type:
     """The registered class of a loss name; an unknown name lists the valid ones."""
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown loss {name!r}; valid names: {', '.join(list_losses())}")
-    return _REGISTRY[name]
+    return _REGISTRY.lookup(name)
 
 
 def create_loss(name: str, **kwargs: Any) -> nn.Module:
@@ -149,6 +142,7 @@ class TripletLoss(nn.Module):
     """
 
     has_centres, centres_key, sampler, weight_decay = False, None, "pk", True
+    training_defaults = {"LR": 0.05}  # facecore.settings names: half CE's peak rate
 
     def __init__(self, margin: float = 0.2, mining: str = "batch_hard", **_: Any):
         super().__init__()

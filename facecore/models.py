@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,26 +24,16 @@ from .checkpoint import (CHECKPOINT_FORMAT, checkpoint_bytes, checkpoint_meta, f
                          write_checkpoint)
 from .heads import HeadedModel, backbone_dim, head_from_meta, split_state
 from .preprocessing import MEAN, STD, meta_to_tensor, to_tensor
+from .registry import Registry
 
-_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
-
-
-def register_model(name: str):
-    def deco(fn):
-        _REGISTRY[name] = fn
-        return fn
-    return deco
-
-
-def list_models() -> list[str]:
-    return sorted(_REGISTRY)
+_REGISTRY = Registry("model", add_with="facecore.models.register_model")
+register_model = _REGISTRY.register
+list_models = _REGISTRY.names
 
 
 def create_model(name: str, embedding_dim: int = 512, **kwargs: Any) -> nn.Module:
     """A randomly initialised embedding network from the registry (no weights are downloaded)."""
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown model {name!r}; valid names: {', '.join(list_models())}")
-    return _REGISTRY[name](embedding_dim=embedding_dim, **kwargs)
+    return _REGISTRY.lookup(name)(embedding_dim=embedding_dim, **kwargs)
 
 
 class InceptionResnetV1Embedder(nn.Module):

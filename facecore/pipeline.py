@@ -9,8 +9,11 @@ large staged sets and long runs outside the project (``$FACECORE_WORK``, default
 ``${RUNS}`` the profile's run folder. Before anything runs, every stage's ``requires`` (paths under the data root) is
 checked, and all that is missing is named at once. ``-p NAME=VALUE`` is checked against the parameters
 cells of the selected stages' notebooks (name and declared type; exit 2 with one line otherwise) and
-goes to the stages whose notebook declares it. Executed notebooks are numbered by the stage's position
-in the whole profile, so runs of different ``--stages`` never overwrite each other.
+goes to the stages whose notebook declares it. The loss-family notebooks take the shared training
+settings (``facecore.settings``: ``EPOCHS``, ``ARCH``, ...) in one ``TRAINING`` dict; profiles and
+``-p`` name them flat, and the pipeline puts them into ``TRAINING``. Executed notebooks are numbered
+by the stage's position in the whole profile, so runs of different ``--stages`` never overwrite each
+other.
 """
 from __future__ import annotations
 
@@ -95,6 +98,32 @@ def notebook_parameters(notebook: str | os.PathLike) -> dict[str, tuple[str, obj
     return out
 
 
+def accepted_parameters(notebook: str | os.PathLike) -> dict[str, tuple[str, object]]:
+    """``notebook_parameters``, plus the shared training settings (``facecore.settings``) where the
+    notebook takes them in a ``TRAINING`` dict."""
+    declared = notebook_parameters(notebook)
+    if declared.get("TRAINING", ("",))[0] != "dict":
+        return declared
+    from .settings import TRAINING_SETTINGS
+
+    return {n: (type(s.default).__name__, s.default) for n, s in TRAINING_SETTINGS.items()} | declared
+
+
+def stage_parameters(stage: dict) -> dict:
+    """The papermill parameters of a notebook stage: the shared training settings it names flat move
+    into the notebook's ``TRAINING`` dict where it takes one (checked: ValueError naming the stage)."""
+    params = dict(stage.get("parameters", {}))
+    declared = notebook_parameters(stage["notebook"])
+    if declared.get("TRAINING", ("",))[0] != "dict":
+        return params
+    from .settings import TRAINING_SETTINGS, check_training
+
+    moved = {k: params.pop(k) for k in list(params) if k in TRAINING_SETTINGS and k not in declared}
+    params["TRAINING"] = {**params.get("TRAINING", {}), **moved}
+    check_training(params["TRAINING"], f"stage {stage['name']}")
+    return params
+
+
 def _literal(node) -> object:
     import ast
 
@@ -137,7 +166,7 @@ def check_value(name: str, raw: str, declared: str, default: object) -> object:
 def apply_overrides(stages: list[tuple[int, dict]], items: list[str]) -> None:
     """Check ``NAME=VALUE`` items against the notebooks' parameters cells and add each to the
     parameters of the stages whose notebook declares it; a bad item raises ValueError (one line)."""
-    declared = {i: notebook_parameters(s["notebook"]) for i, s in stages if "notebook" in s}
+    declared = {i: accepted_parameters(s["notebook"]) for i, s in stages if "notebook" in s}
     valid = sorted({n for d in declared.values() for n in d})
     for item in items:
         name, sep, raw = item.partition("=")
@@ -161,7 +190,7 @@ def run_stage(stage: dict, profile: str, index: int) -> None:
         import papermill as pm
 
         out = runs / f"{index:02d}-{stage['name']}.ipynb"
-        pm.execute_notebook(str(PROJECT_ROOT / stage["notebook"]), str(out), parameters=stage.get("parameters", {}),
+        pm.execute_notebook(str(PROJECT_ROOT / stage["notebook"]), str(out), parameters=stage_parameters(stage),
                             cwd=str(PROJECT_ROOT), progress_bar=False, log_output=True,
                             kernel_name=stage.get("kernel", "python3"))
         print(f"   executed notebook: {out.relative_to(PROJECT_ROOT)}")
@@ -193,6 +222,9 @@ def main(argv: list[str] | None = None) -> int:
         stages = [(i, s) for i, s in stages if s["name"] in wanted]
     try:
         apply_overrides(stages, args.param)
+        for _, s in stages:  # a bad shared setting in a profile stops the run before any stage
+            if "notebook" in s:
+                stage_parameters(s)
     except ValueError as e:
         print(e, file=sys.stderr)
         return 2

@@ -19,14 +19,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from .paths import PROJECT_ROOT
+from .registry import Registry
 
-PROTOCOLS: dict[str, Callable[..., dict]] = {}
+PROTOCOLS = Registry("protocol", add_with="facecore.protocols.register_protocol")
 ALIGNED_ROOT = PROJECT_ROOT / "cache" / "aligned"
 LFW_ALIGN = {"min_face_frac": 0.2}  # the alignment stage's settings (notebooks/face-detection-and-alignment)
 # ArcFace, ResNet-50 trained on CASIA-WebFace (Deng et al., CVPR 2019, table 2); their CFP-FP uses
@@ -34,21 +35,8 @@ LFW_ALIGN = {"min_face_frac": 0.2}  # the alignment stage's settings (notebooks/
 REFERENCE_ROWS = {"ArcFace ResNet-50 / CASIA-WebFace (published)": {"CFP-FP": 95.56}}
 
 
-def register_protocol(name: str, fn: Callable[..., dict] | None = None):
-    """Register ``fn(embedder, data_root, **options) -> dict`` under ``name``; usable as a decorator."""
-    def add(f: Callable[..., dict]) -> Callable[..., dict]:
-        PROTOCOLS[name] = f
-        return f
-
-    return add(fn) if fn is not None else add
-
-
-def get_protocol(name: str) -> Callable[..., dict]:
-    """A protocol by name; an unknown name raises an error listing the valid ones."""
-    if name not in PROTOCOLS:
-        raise ValueError(f"unknown protocol {name!r}; valid names: {', '.join(sorted(PROTOCOLS))} "
-                         "(add one with facecore.protocols.register_protocol)")
-    return PROTOCOLS[name]
+register_protocol = PROTOCOLS.register
+get_protocol = PROTOCOLS.lookup  # a protocol by name; an unknown name raises an error listing the valid ones
 
 
 def evaluate(name: str, embedder, data_root: str | os.PathLike | None = None, **options) -> dict:
@@ -165,7 +153,8 @@ def id_rate(embedder, data_root: Path, aligned_dir=None, detector: Any = "mtcnn"
 def benchmark_table(embedders: dict[str, Any], protocols: list[str], data_root=None,
                     options: dict[str, dict] | None = None, reference: bool = True) -> tuple[pd.DataFrame, dict]:
     """One row per model (``embedders``: name -> embedder, or a no-argument function making one), one
-    or two columns per protocol (its ``summary``), plus the published reference rows. Returns the
+    or two columns per protocol (its ``summary``), plus the published reference rows that have a figure
+    in a measured column. Returns the
     table and every full result (``results[model][protocol]``)."""
     for p in protocols:
         get_protocol(p)  # an unknown name fails before any work
@@ -177,8 +166,10 @@ def benchmark_table(embedders: dict[str, Any], protocols: list[str], data_root=N
         for p in protocols:
             row.update(results[name][p].get("summary", {}))
         rows.append(row)
-    if reference:
-        rows += [{"model": k, **v} for k, v in REFERENCE_ROWS.items()]
+    if reference:  # published figures, for the columns measured here
+        measured = {c for r in rows for c in r}
+        ref = {k: {c: x for c, x in v.items() if c in measured} for k, v in REFERENCE_ROWS.items()}
+        rows += [{"model": k, **v} for k, v in ref.items() if v]
     return pd.DataFrame(rows), results
 
 

@@ -20,13 +20,14 @@ import hashlib
 import importlib.util
 import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from .align import template, warp_face
+from .registry import Registry
 
-_TEACHERS: dict[str, Callable[..., Any]] = {}
+_TEACHERS = Registry("teacher", add_with="facecore.teachers.register_teacher", unique=True)
 
 # Where our 5 MTCNN landmarks fall in dlib's 150x150 face chip (get_face_chip, padding 0.25): the mean
 # over 500 LFW photos of MTCNN run on the chips dlib cut (``chip_template``).
@@ -63,25 +64,13 @@ class TableTeacher:
         raise TypeError("the table teacher holds the embeddings of packed crops only; it cannot embed new ones")
 
 
-def register_teacher(name: str):
-    """Decorator: make a teacher factory available to ``create_teacher(name, ...)``."""
-    def add(factory: Callable[..., Any]) -> Callable[..., Any]:
-        if name in _TEACHERS:
-            raise ValueError(f"teacher {name!r} is already registered")
-        _TEACHERS[name] = factory
-        return factory
-    return add
-
-
-def teacher_names() -> list[str]:
-    return sorted(_TEACHERS)
+register_teacher = _TEACHERS.register  # register_teacher("mine")(factory), or as a decorator
+teacher_names = _TEACHERS.names
 
 
 def create_teacher(name: str, **settings) -> Any:
     """The teacher registered as ``name`` (``teacher_names()``), built with ``settings``."""
-    if name not in _TEACHERS:
-        raise ValueError(f"unknown teacher {name!r}; choose one of {teacher_names()}")
-    return _TEACHERS[name](**settings)
+    return _TEACHERS.lookup(name)(**settings)
 
 
 def _unit(x: np.ndarray) -> np.ndarray:

@@ -6,15 +6,13 @@ import pytest
 from facecore import teachers
 from facecore.data import scan_identities
 from facecore.embed import file_key
-from facecore.teachers import register_teacher
 from facecore.train import TrainConfig, train
 from test_teachers import ToyTeacher
 
 
 @pytest.fixture
 def toy(monkeypatch):
-    monkeypatch.setattr(teachers, "_TEACHERS", dict(teachers._TEACHERS))
-    register_teacher("toy")(ToyTeacher)
+    monkeypatch.setitem(teachers._TEACHERS, "toy", ToyTeacher)  # registered for this test only
 
 
 @pytest.fixture

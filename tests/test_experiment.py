@@ -54,17 +54,40 @@ def test_finish_training_exports_each_checkpoint_and_writes_the_metrics(tmp_path
 
 
 def test_training_config_from_notebook_parameters():
-    from facecore.experiment import training_config
+    from facecore.experiment import notebook_params, training_config
     from facecore.pipeline import notebook_parameters
 
     params = {k: v for k, (_, v) in notebook_parameters("notebooks/triplet-loss/triplet-loss.ipynb").items()}
-    cfg = training_config("triplet", {"margin": 0.3}, {**params, "K_IMAGES": 3, "LFW_DIR": "", "MAX_IDENTITIES": 0,
-                                                         "unrelated": 1})
+    params |= {"K_IMAGES": 3, "TRAINING": {"LFW_DIR": "", "EPOCHS": 4}, "unrelated": 1}
+    cfg = training_config("triplet", {"margin": 0.3}, notebook_params("triplet", params))
     assert (cfg.loss, cfg.loss_kwargs, cfg.k_images, cfg.p_identities) == ("triplet", {"margin": 0.3}, 3, 32)
     assert cfg.lfw_dir is None and cfg.max_identities is None and cfg.init_from is None
-    assert (cfg.epochs, cfg.lr, cfg.data_dir) == (params["EPOCHS"], params["LR"], params["DATA_DIR"])
+    assert (cfg.epochs, cfg.lr, cfg.data_dir) == (4, 0.05, "cache/aligned/celeba-112")  # triplet's own LR default
     ce = training_config("ce", {}, {"EPOCHS": 2})
     assert ce.p_identities == 32 and ce.epochs == 2  # absent parameters keep TrainConfig's defaults
+
+
+def test_training_dict_spreads_checks_and_prints(capsys):
+    from facecore.experiment import NOTEBOOK_FIELDS, notebook_params, setup_training
+    from facecore.settings import TRAINING_SETTINGS
+
+    runtime = {"THRESHOLD_FPR", "SHIP_MANTISSA_BITS", "DEVICE", "THREADS"}  # read by setup/finish, not TrainConfig
+    assert set(TRAINING_SETTINGS) - runtime <= set(NOTEBOOK_FIELDS)
+    p = notebook_params("ce", {"RUN_DIR": "r", "TRAINING": {"LR": 1, "ARCH": "inceptionresnetv1"}})
+    assert p["LR"] == 1.0 and isinstance(p["LR"], float) and p["ARCH"] == "inceptionresnetv1" and p["RUN_DIR"] == "r"
+    assert p["EPOCHS"] == TRAINING_SETTINGS["EPOCHS"].default and "TRAINING" not in p
+    assert notebook_params("ce", {"EPOCHS": 3}) == {"EPOCHS": 3}  # a notebook without TRAINING: as given
+    with pytest.raises(ValueError, match="TRAINING: unknown setting 'EPOCH'; valid names: DATA_DIR, .*EPOCHS"):
+        notebook_params("ce", {"TRAINING": {"EPOCH": 3}})
+    with pytest.raises(ValueError, match="TRAINING: CPU_BF16 takes a value of type bool .*got int 1"):
+        notebook_params("ce", {"TRAINING": {"CPU_BF16": 1}})
+    with pytest.raises(ValueError, match="EPOCHS: give these in TRAINING only"):
+        notebook_params("ce", {"EPOCHS": 3, "TRAINING": {}})
+    cfg, device = setup_training("triplet", {}, {"TRAINING": {"EPOCHS": 2, "DEVICE": "cpu"}})
+    out = capsys.readouterr().out
+    assert (cfg.epochs, cfg.lr, device) == (2, 0.05, "cpu")
+    assert [ln.split() for ln in out.splitlines() if ln.split()[:1] in (["EPOCHS"], ["LR"], ["ARCH"])] == [
+        ["ARCH", "'efficientnet-b0'"], ["EPOCHS", "2", "TRAINING"], ["LR", "0.05", "loss", "default"]]
 
 
 TRAINING_NOTEBOOKS = ["notebooks/ce-loss/ce-loss.ipynb", "notebooks/arcface-loss/arcface-loss.ipynb",

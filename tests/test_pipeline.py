@@ -32,10 +32,25 @@ def test_override_goes_only_to_stages_declaring_it(monkeypatch):
     assert "K_IMAGES" not in by_name["my-face-alignment"][1]
 
 
+def test_shared_training_settings_go_into_the_notebooks_training_dict():
+    """Profiles and -p name the shared settings flat; a notebook taking TRAINING gets them there."""
+    stages = [(i, s) for i, s in enumerate(pipeline.load_profile("smoke"), 1) if s["name"] in ("ce", "triplet", "distill")]
+    pipeline.apply_overrides(stages, ["EPOCHS=2", "MARGIN=0.3"])
+    got = {s["name"]: pipeline.stage_parameters(s) for _, s in stages}
+    assert got["ce"]["TRAINING"]["EPOCHS"] == 2 and got["ce"]["TRAINING"]["LR"] == 0.01  # -p and the profile's
+    assert "EPOCHS" not in got["ce"] and got["ce"]["RUN_DIR"].endswith("train/ce")  # declared names stay flat
+    assert got["triplet"]["MARGIN"] == 0.3 and got["triplet"]["TRAINING"]["MAX_IDENTITIES"] == 10
+    assert got["distill"]["EPOCHS"] == 2 and "TRAINING" not in got["distill"]  # distill declares its own
+    bad = {"name": "x", "notebook": "notebooks/ce-loss/ce-loss.ipynb", "parameters": {"EPOCHS": "three"}}
+    with pytest.raises(ValueError, match="stage x: EPOCHS takes a value of type int"):
+        pipeline.stage_parameters(bad)
+
+
 def test_parameters_cell_is_read_with_types():
     p = pipeline.notebook_parameters("notebooks/id-rate.ipynb")
     assert p["MODELS"] == ("list", [])
-    assert pipeline.notebook_parameters("notebooks/ce-loss/ce-loss.ipynb")["EPOCHS"][0] == "int"
+    assert pipeline.notebook_parameters("notebooks/ce-loss/ce-loss.ipynb")["TRAINING"] == ("dict", {})
+    assert pipeline.accepted_parameters("notebooks/ce-loss/ce-loss.ipynb")["EPOCHS"] == ("int", 30)
 
 
 def test_missing_data_admits_what_an_earlier_stage_trains(monkeypatch, tmp_path):
@@ -50,3 +65,14 @@ def test_missing_data_admits_what_an_earlier_stage_trains(monkeypatch, tmp_path)
     assert pipeline.missing_data([align, use]) == []
     missing = pipeline.missing_data([ft, first])
     assert len(missing) == 1 and "last.pt" in missing[0] and "stage ft" in missing[0]
+
+
+@pytest.mark.parametrize("nb", sorted(str(p.relative_to(PROJECT_ROOT)) for p in (PROJECT_ROOT / "notebooks").rglob("*.ipynb")))
+def test_papermill_documents_every_parameter(nb):
+    """papermill --help-notebook lists each parameter with its comment (an "=" in a comment hides it)."""
+    import papermill
+
+    inferred = papermill.inspect_notebook(str(PROJECT_ROOT / nb))
+    declared = pipeline.notebook_parameters(nb)
+    assert declared and set(inferred) == set(declared)
+    assert all(p["help"] for p in inferred.values()), [n for n, p in inferred.items() if not p["help"]]

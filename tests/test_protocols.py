@@ -127,7 +127,10 @@ def test_gallery_prunes_entries_of_removed_and_replaced_photos(tmp_path):
     assert {p.stem for p in cache.glob("*/*/*.npz")} == {keys["Ann"], file_key(people / "Cid.png")}
 
 
-def test_toy_protocol_in_the_benchmark_table(photos):
+def test_toy_protocol_in_the_benchmark_table(photos, monkeypatch):
+    from facecore.protocols import PROTOCOLS
+
+    monkeypatch.setitem(PROTOCOLS, "toy-mean", None)  # so the toy is unregistered after the test
     @register_protocol("toy-mean")
     def toy(embedder, data_root, files=(), **_):
         e = embed_files(files, embedder, detector="whole-image", progress=False)
@@ -143,6 +146,12 @@ def test_toy_protocol_in_the_benchmark_table(photos):
     assert "| model | toy (%) |" in md and f"{table.loc[0, 'toy']:.2f} +- {table.loc[0, 'toy std']:.2f}" in md
     with pytest.raises(ValueError, match="unknown protocol"):
         benchmark_table(models, ["toy-mean", "nope"])
+    with_refs, _ = benchmark_table({"a": tiny_embedder(0)}, ["toy-mean"], options={"toy-mean": {"files": photos}})
+    assert list(with_refs.model) == ["a"]  # the published rows have no "toy" figure
+    monkeypatch.setitem(PROTOCOLS, "toy-cfp", lambda embedder, data_root, **_: {"summary": {"CFP-FP": 50.0}})
+    with_refs, _ = benchmark_table({"a": tiny_embedder(0)}, ["toy-cfp"])
+    assert list(with_refs.model) == ["a", "ArcFace ResNet-50 / CASIA-WebFace (published)"]
+    assert list(with_refs["CFP-FP"]) == [50.0, 95.56]
 
 
 def test_verification_figures_match_brute_force():
