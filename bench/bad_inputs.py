@@ -327,6 +327,12 @@ def _(work: Path) -> Outcome:
     return Outcome(r.returncode, r.stderr)
 
 
+@probe("pipeline", "-p TRAINING={EPOCH: 3} (no such shared setting)")
+def _(work: Path) -> Outcome:
+    r = run([PY, "-m", "facecore.pipeline", "--profile", "smoke", "--stages", "ce", "-p", "TRAINING={EPOCH: 3}", "--dry-run"])
+    return Outcome(r.returncode, r.stderr)
+
+
 @probe("train", "fewer than two identities")
 def _(work: Path) -> Outcome:
     from PIL import Image
