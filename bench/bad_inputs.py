@@ -315,22 +315,16 @@ def _(work: Path) -> Outcome:
 
 
 # ----------------------------------------------------------------------------- the training half
-@probe("pipeline", "-p EPOCHS=abc (wrong type)")
-def _(work: Path) -> Outcome:
-    r = run([PY, "-m", "facecore.pipeline", "--profile", "smoke", "--stages", "ce", "-p", "EPOCHS=abc", "--dry-run"])
-    return Outcome(r.returncode, r.stderr)
+def _pipeline_probe(stage: str, item: str) -> Callable[[Path], Outcome]:
+    def fn(work: Path) -> Outcome:
+        r = run([PY, "-m", "facecore.pipeline", "--profile", "smoke", "--stages", stage, "-p", item, "--dry-run"])
+        return Outcome(r.returncode, r.stderr)
+    return fn
 
 
-@probe("pipeline", "-p NOPE=1 (no such parameter)")
-def _(work: Path) -> Outcome:
-    r = run([PY, "-m", "facecore.pipeline", "--profile", "smoke", "--stages", "benchmarks", "-p", "NOPE=1", "--dry-run"])
-    return Outcome(r.returncode, r.stderr)
-
-
-@probe("pipeline", "-p TRAINING={EPOCH: 3} (no such shared setting)")
-def _(work: Path) -> Outcome:
-    r = run([PY, "-m", "facecore.pipeline", "--profile", "smoke", "--stages", "ce", "-p", "TRAINING={EPOCH: 3}", "--dry-run"])
-    return Outcome(r.returncode, r.stderr)
+for _stage, _item, _what in [("ce", "EPOCHS=abc", "wrong type"), ("benchmarks", "NOPE=1", "no such parameter"),
+                             ("ce", "TRAINING={EPOCH: 3}", "no such shared setting")]:
+    probe("pipeline", f"-p {_item} ({_what})")(_pipeline_probe(_stage, _item))
 
 
 @probe("train", "fewer than two identities")
