@@ -88,62 +88,77 @@ def embed_files(paths: list[str | os.PathLike], embedder: Embedder, detector=Non
 
     from .detectors import resolve_detector
 
-    paths = [str(p) for p in paths]
-    dim = int(embedder.meta.get("embedding_dim", 512))
-    emb = np.full((len(paths), dim), np.nan, np.float32)
-    status = [""] * len(paths)
-    n_faces = [0] * len(paths)
-    padded = [False] * len(paths)
+    n = len(paths)
+    out = EmbeddedFiles([str(p) for p in paths], np.full((n, int(embedder.meta.get("embedding_dim", 512))), np.nan, np.float32),
+                        [""] * n, [0] * n, [None] * n, [False] * n)
     if not aligned:
         detector = resolve_detector(detector, embedder.device)
     cdir = Path(cache_dir) / cache_tag(embedder, detector, aligned, select, flip) if cache_dir else None
-    keys: list[str | None] = [None] * len(paths)
-    todo = []
-    for i, p in enumerate(paths):
-        if cdir is not None and os.path.exists(p):
-            keys[i] = file_key(p)
-            cp = cdir / keys[i][:2] / f"{keys[i]}.npz"
-            entry = _read_entry(cp) if cp.exists() else None
-            if entry is not None:
-                status[i], n_faces[i] = entry[0], entry[1]
-                if status[i] == OK:
-                    emb[i] = entry[2]
-                continue
-        todo.append(i)
+    todo = _read_cached(out, cdir) if cdir is not None else list(range(n))
     for start in tqdm(range(0, len(todo), batch_size), desc="embed", unit="batch", disable=not progress or not todo):
         idx = todo[start:start + batch_size]
-        imgs = [load_rgb(paths[i]) for i in idx]
-        good = [j for j, im in enumerate(imgs) if im.status == OK]
-        crops: list[np.ndarray | None] = [None] * len(idx)
-        for j, im in enumerate(imgs):
-            status[idx[j]] = im.status if im.status != OK else NO_FACE
-        if aligned:
-            for j in good:
-                crops[j] = aligned_input(embedder, imgs[j].rgb)
-        elif good:
-            faces = detect_align([imgs[j].rgb for j in good], detector, embedder.align_size, select)
-            for j, f in zip(good, faces):
-                if f:
-                    # a teacher cuts its own crop from the photo (its template, e.g. dlib's chip)
-                    crops[j] = (embedder.align(imgs[j].rgb, f[0].box, f[0].landmarks) if hasattr(embedder, "align")
-                                else f[0].crop)
-                    n_faces[idx[j]] = f[0].n_faces
-                    padded[idx[j]] = f[0].padded
+        crops = _crops(out, idx, embedder, detector, select, aligned)
         have = [j for j in range(len(idx)) if crops[j] is not None]
         if have:
             e = embedder.embed(np.stack([crops[j] for j in have]), flip=flip)
             for j, row in zip(have, e):
-                emb[idx[j]] = row
-                status[idx[j]] = OK
-                n_faces[idx[j]] = max(n_faces[idx[j]], 1)
+                out.embeddings[idx[j]], out.status[idx[j]] = row, OK
+                out.n_faces[idx[j]] = max(out.n_faces[idx[j]], 1)
         if cdir is not None:
-            for j, i in enumerate(idx):
-                if keys[i] is None:  # the file did not exist: nothing to key the cache by
-                    continue
-                buf = io.BytesIO()
-                np.savez(buf, emb=emb[i], status=np.array(status[i]), n_faces=np.array(n_faces[i]))
-                atomic_write_bytes(cdir / keys[i][:2] / f"{keys[i]}.npz", buf.getvalue())
-    return EmbeddedFiles(paths, emb, status, n_faces, keys, padded)
+            _write_cached(out, cdir, idx)
+    return out
+
+
+def _entry_path(cdir: Path, key: str) -> Path:
+    return cdir / key[:2] / f"{key}.npz"
+
+
+def _read_cached(out: EmbeddedFiles, cdir: Path) -> list[int]:
+    """Fill ``out`` from the cache (keying every existing file by content); the rows still to embed."""
+    todo = []
+    for i, p in enumerate(out.paths):
+        if os.path.exists(p):
+            out.cache_keys[i] = file_key(p)
+            cp = _entry_path(cdir, out.cache_keys[i])
+            entry = _read_entry(cp) if cp.exists() else None
+            if entry is not None:
+                out.status[i], out.n_faces[i] = entry[0], entry[1]
+                if entry[0] == OK:
+                    out.embeddings[i] = entry[2]
+                continue
+        todo.append(i)
+    return todo
+
+
+def _crops(out: EmbeddedFiles, idx: list[int], embedder: Embedder, detector, select: str,
+           aligned: bool) -> list[np.ndarray | None]:
+    """The network input crop of each of rows ``idx`` (None: unreadable or no face; ``out`` says which)."""
+    imgs = [load_rgb(out.paths[i]) for i in idx]
+    good = [j for j, im in enumerate(imgs) if im.status == OK]
+    crops: list[np.ndarray | None] = [None] * len(idx)
+    for j, im in enumerate(imgs):
+        out.status[idx[j]] = im.status if im.status != OK else NO_FACE
+    if aligned:
+        for j in good:
+            crops[j] = aligned_input(embedder, imgs[j].rgb)
+    elif good:
+        faces = detect_align([imgs[j].rgb for j in good], detector, embedder.align_size, select)
+        for j, f in zip(good, faces):
+            if f:
+                # a teacher cuts its own crop from the photo (its template, e.g. dlib's chip)
+                crops[j] = (embedder.align(imgs[j].rgb, f[0].box, f[0].landmarks) if hasattr(embedder, "align")
+                            else f[0].crop)
+                out.n_faces[idx[j]], out.padded[idx[j]] = f[0].n_faces, f[0].padded
+    return crops
+
+
+def _write_cached(out: EmbeddedFiles, cdir: Path, idx: list[int]) -> None:
+    for i in idx:
+        if out.cache_keys[i] is None:  # the file did not exist: nothing to key the cache by
+            continue
+        buf = io.BytesIO()
+        np.savez(buf, emb=out.embeddings[i], status=np.array(out.status[i]), n_faces=np.array(out.n_faces[i]))
+        atomic_write_bytes(_entry_path(cdir, out.cache_keys[i]), buf.getvalue())
 
 
 def prune_cache(cache_dir: str | os.PathLike, keep: list[str | None] | set[str]) -> list[Path]:
