@@ -14,7 +14,8 @@ from .paths import project_path  # noqa: F401 (re-exported: notebooks import it 
 from .runtime import resolve_device, set_threads
 from .shipping import (CALIBRATION_FPRS, calibrate_checkpoint, evaluate_lfw, finalize_run,  # noqa: F401
                        save_metrics)
-from .settings import describe, training_values
+from .losses import loss_class
+from .settings import TRAINING_SETTINGS, describe, training_values
 from .train import TrainConfig
 
 # notebook parameter -> (TrainConfig field, whether 0 / "" mean None)
@@ -44,8 +45,6 @@ def training_config(loss: str, loss_kwargs: dict, params: dict) -> TrainConfig:
 
 
 def _loss_defaults(loss: str) -> dict:
-    from .losses import loss_class
-
     return dict(getattr(loss_class(loss), "training_defaults", {}))
 
 
@@ -66,10 +65,9 @@ def setup_training(loss: str, loss_kwargs: dict, params: dict) -> tuple[TrainCon
     """(config, device) of a training notebook (``params``: its ``globals()``, see ``notebook_params``):
     ``training_config`` plus its ``DEVICE`` (resolved) and ``THREADS`` (applied); all are printed."""
     if "TRAINING" in params:
-        given, loss_defaults = params["TRAINING"], _loss_defaults(loss)
+        given, params = params["TRAINING"], notebook_params(loss, params)
         print("shared settings (facecore.settings), with the source of those not at their default:\n"
-              + describe(training_values(given, loss_defaults), given, loss_defaults))
-        params = notebook_params(loss, params)
+              + describe({n: params[n] for n in TRAINING_SETTINGS}, given, _loss_defaults(loss)))
     set_threads(int(params.get("THREADS", 0)))
     cfg, device = training_config(loss, loss_kwargs, params), resolve_device(str(params.get("DEVICE", "auto")))
     print(f"{cfg}\ndevice: {device}")

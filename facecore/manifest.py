@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .files import NO_FACE, OK, UNREADABLE, LoadedImage, atomic_write_text
+from .files import NO_FACE, OK, UNREADABLE, LoadedImage, atomic_write_text, file_digest
 
 LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
 OLD_COLUMNS = (["path", "output", "status", "message", "score", "n_faces", "width", "height", "x1", "y1", "x2", "y2"]
@@ -53,8 +53,6 @@ def source_stat(path: Path) -> tuple[str, str]:
 
 
 def source_sha1(path: Path) -> str:
-    from .files import file_digest
-
     try:
         return file_digest(path, "sha1")
     except OSError:

@@ -102,7 +102,7 @@ def accepted_parameters(notebook: str | os.PathLike) -> dict[str, tuple[str, obj
     """``notebook_parameters``, plus the shared training settings (``facecore.settings``) where the
     notebook takes them in a ``TRAINING`` dict."""
     declared = notebook_parameters(notebook)
-    if declared.get("TRAINING", ("",))[0] != "dict":
+    if not _takes_training(declared):
         return declared
     from .settings import TRAINING_SETTINGS
 
@@ -114,7 +114,7 @@ def stage_parameters(stage: dict) -> dict:
     into the notebook's ``TRAINING`` dict where it takes one (checked: ValueError naming the stage)."""
     params = dict(stage.get("parameters", {}))
     declared = notebook_parameters(stage["notebook"])
-    if declared.get("TRAINING", ("",))[0] != "dict":
+    if not _takes_training(declared):
         return params
     from .settings import TRAINING_SETTINGS, check_training
 
@@ -122,6 +122,10 @@ def stage_parameters(stage: dict) -> dict:
     params["TRAINING"] = {**params.get("TRAINING", {}), **moved}
     check_training(params["TRAINING"], f"stage {stage['name']}")
     return params
+
+
+def _takes_training(declared: dict[str, tuple[str, object]]) -> bool:
+    return declared.get("TRAINING", ("",))[0] == "dict"
 
 
 def _literal(node) -> object:
