@@ -54,7 +54,8 @@ def parse_args() -> argparse.Namespace:
 
 def timed_run(source: str, step, max_frames: int | None) -> tuple[list, float]:
     """Per-frame results of ``step(frame)`` over the clip (decode + step + overlay) and the seconds taken."""
-    from facecore.video import draw_faces, open_source
+    from facecore.drawing import draw_faces
+    from facecore.video import open_source
 
     out = []
     src = open_source(source)

@@ -10,17 +10,13 @@ import os
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import Iterator
 
 import numpy as np
 
 from .files import list_images, load_rgb
-from .tracking import UNKNOWN
-
-if TYPE_CHECKING:  # recognize imports torch; opening sources and drawing do not need it
-    from .recognize import FaceResult
-
 FOLDER_FPS = 10.0  # nominal frame rate of a folder of images
 GIF_BITS = 6  # 2**6 colours per GIF frame: smaller files than 256, hardly visible at 320 px
 OUTPUT_EXTENSIONS = (".gif", ".mp4")
@@ -39,11 +35,30 @@ def _quiet_cv2():
     return cv2
 
 
-class FrameSource:
-    """Iterates over RGB frames; ``fps`` is the source rate, ``live`` is True for a camera."""
+class OutputError(Exception):
+    """An output file that could not be written (disk full, file size limit, ...); nothing is left
+    behind for it, and the message names the file."""
 
-    def __init__(self, description: str, fps: float, live: bool = False):
-        self.description, self.fps, self.live = description, fps, live
+
+class FrameSource:
+    """Iterates over RGB frames; ``fps`` is the source rate, ``live`` is True for a camera,
+    ``frames_expected`` the frame count a file promises (None: unknown or live), ``frames_read``
+    how many frames were decoded so far."""
+
+    def __init__(self, description: str, fps: float, live: bool = False, frames_expected: int | None = None,
+                 name: str | None = None):
+        self.description, self.fps, self.live, self.name = description, fps, live, name or description
+        self.frames_expected, self.frames_read = frames_expected, 0
+        self.frames_total = frames_expected  # for a progress bar: None when unknown
+
+    def shortfall(self) -> str | None:
+        """After the last frame: a warning when fewer frames were read than the file promised (a file
+        damaged or cut mid-stream), else None."""
+        n = self.frames_expected
+        if n is None or self.frames_read >= n - 1:  # one frame of slack: some containers round the count
+            return None
+        return (f"{self.name}: read {self.frames_read} of the {n} frames its header promises "
+                f"(damaged or truncated file); the rest is missing from the outputs")
 
     def __iter__(self) -> Iterator[np.ndarray]:
         raise NotImplementedError
@@ -55,19 +70,22 @@ class FrameSource:
 class CaptureSource(FrameSource):
     """A camera index or video file read through OpenCV."""
 
-    def __init__(self, capture, first: np.ndarray, description: str, fps: float, live: bool):
-        super().__init__(description, fps, live)
+    def __init__(self, capture, first: np.ndarray, description: str, fps: float, live: bool,
+                 frames_expected: int | None = None, name: str | None = None):
+        super().__init__(description, fps, live, frames_expected, name)
         self.capture, self._first = capture, first
 
     def __iter__(self) -> Iterator[np.ndarray]:
         cv2 = _quiet_cv2()
         if self._first is not None:
             first, self._first = self._first, None
+            self.frames_read += 1
             yield first
         while True:
             ok, bgr = self.capture.read()
             if not ok:
                 return
+            self.frames_read += 1
             yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
     def close(self) -> None:
@@ -82,6 +100,7 @@ class FolderSource(FrameSource):
         if not self.paths:
             raise SourceError(f"--source {root}: folder has no images (.jpg, .png, ...)")
         super().__init__(f"folder {root} ({len(self.paths)} images)", FOLDER_FPS)
+        self.frames_total = len(self.paths)  # for a progress bar (unreadable images are warned about)
 
     def __iter__(self) -> Iterator[np.ndarray]:
         for p in self.paths:
@@ -89,6 +108,7 @@ class FolderSource(FrameSource):
             if im.rgb is None:
                 print(f"warning: {self.root / p}: {im.message}, skipped", file=sys.stderr)
                 continue
+            self.frames_read += 1
             yield im.rgb
 
 
@@ -120,22 +140,24 @@ def open_source(path: str | os.PathLike) -> FrameSource:
         raise SourceError(f"--source {p}: not a video OpenCV can read (unknown format or damaged file)")
     fps = cap.get(cv2.CAP_PROP_FPS)
     fps = fps if fps and math.isfinite(fps) and fps > 0 else 30.0
-    n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-    desc = f"video {p} ({bgr.shape[1]}x{bgr.shape[0]}, {fps:.2f} fps, {n} frames)"
-    return CaptureSource(cap, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), desc, fps, live=False)
+    n = cap.get(cv2.CAP_PROP_FRAME_COUNT)
+    n = int(n) if n and math.isfinite(n) and n > 0 else None
+    desc = f"video {p} ({bgr.shape[1]}x{bgr.shape[0]}, {fps:.2f} fps, {n or 'unknown number of'} frames)"
+    return CaptureSource(cap, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), desc, fps, live=False, frames_expected=n,
+                         name=f"video {p}")
 
 
 def check_output_path(path: str | os.PathLike) -> Path:
     """The output path, or ValueError when its type is unsupported or it cannot be written."""
     p = Path(path)
     if p.suffix.lower() not in OUTPUT_EXTENSIONS:
-        raise ValueError(f"--output_path {p}: use a .gif or .mp4 file name")
-    return check_writable(p, "--output_path")
+        raise ValueError(f"output_path {p}: use a .gif or .mp4 file name")
+    return check_writable(p, "output_path")
 
 
 def check_writable(path: str | os.PathLike, flag: str) -> Path:
     """``path`` when a file can be created there (tried: a probe file in its folder, removed at once),
-    else ValueError naming ``flag``: a folder given as the file, a missing or read-only folder."""
+    else ValueError naming ``flag`` (the parameter): a folder given as the file, a missing or read-only folder."""
     p = Path(path)
     if p.is_dir():
         raise ValueError(f"{flag} {p}: is a folder; give a file name inside it")
@@ -163,21 +185,17 @@ class OutputWriter:
 
     GIF frames are quantised as they come with Pillow's fast octree (64 colours: 1-2 ms a frame at
     320 px, where the median cut imageio's Pillow plugin applies takes 5-10x longer) and saved
-    together on ``close``; MP4 frames stream to imageio-ffmpeg (H.264).
+    together on ``close``; MP4 frames stream to ffmpeg (H.264, ``Mp4Encoder``). A write that fails (disk
+    full, file size limit) raises ``OutputError`` naming the file, after the temporary file is removed.
     """
 
     def __init__(self, path: str | os.PathLike, fps: float):
         self.path, self.fps = Path(path), float(fps)
         self.gif = self.path.suffix.lower() == ".gif"
-        self.frames_written, self._last_slot, self._frames = 0, -1, []
+        self.frames_written, self._last_slot, self._frames, self._mp4 = 0, -1, [], None
         fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=self.path.suffix, dir=self.path.parent)
         os.close(fd)
         self._tmp = Path(tmp)
-        if not self.gif:
-            import imageio.v2 as iio2
-
-            self._mp4 = iio2.get_writer(self._tmp, format="FFMPEG", fps=self.fps, codec="libx264", quality=7,
-                                        macro_block_size=2, ffmpeg_log_level="error")
 
     def wants(self, t_seconds: float) -> bool:
         """Whether the frame at this time starts a new output slot (call once per frame)."""
@@ -193,23 +211,100 @@ class OutputWriter:
 
             self._frames.append(Image.fromarray(frame).quantize(2**GIF_BITS, method=Image.Quantize.FASTOCTREE))
         else:
-            self._mp4.append_data(frame)
+            with self._failing("writing"):
+                if self._mp4 is None:  # started with the first frame: an empty run starts no encoder
+                    self._mp4 = Mp4Encoder(self._tmp, self.fps, (frame.shape[1], frame.shape[0]))
+                self._mp4.write(frame)
         self.frames_written += 1
 
     def close(self, keep: bool = True) -> None:
-        """Finish the file and move it into place (``keep=False`` discards it)."""
-        if self.gif and keep and self._frames:
-            self._frames[0].save(self._tmp, format="GIF", save_all=True, append_images=self._frames[1:],
-                                 duration=round(1000 / self.fps), loop=0)
-        elif not self.gif:
-            self._mp4.close()
-        if keep and self.frames_written:
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(self._tmp, 0o666 & ~umask)  # mkstemp's 0600 is for the temporary file only
-            os.replace(self._tmp, self.path)
-        elif self._tmp.exists():
+        """Finish the file and move it into place (``keep=False``, or no frame written: removed)."""
+        keep = keep and self.frames_written > 0
+        with self._failing("finishing"):
+            if self.gif and keep:
+                self._frames[0].save(self._tmp, format="GIF", save_all=True, append_images=self._frames[1:],
+                                     duration=round(1000 / self.fps), loop=0)
+            elif self._mp4 is not None:
+                mp4, self._mp4 = self._mp4, None
+                mp4.close()
+            if keep:
+                umask = os.umask(0)
+                os.umask(umask)
+                os.chmod(self._tmp, 0o666 & ~umask)  # mkstemp's 0600 is for the temporary file only
+                os.replace(self._tmp, self.path)
+        if self._tmp.exists():
             self._tmp.unlink()
+
+    @contextmanager
+    def _failing(self, doing: str):
+        """OSError (or the encoder's error) -> OutputError naming the file, temporary file removed."""
+        try:
+            yield
+        except (OSError, RuntimeError, ValueError) as e:
+            self._frames, mp4, self._mp4 = [], self._mp4, None
+            if mp4 is not None:
+                e = mp4.kill() or e  # the encoder's own reason, when it has one, says more than a broken pipe
+            self._tmp.unlink(missing_ok=True)
+            reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e).strip().splitlines()[0][:120]
+            hint = "" if "limit" in reason else "; disk full or a file size limit?"
+            raise OutputError(f"{self.path}: {doing} failed ({reason}{hint}); nothing written there") from None
+
+
+class Mp4Encoder:
+    """H.264 frames through an ffmpeg process (imageio-ffmpeg's binary) whose exit status is checked,
+    so a file that ffmpeg could not finish (disk full, file size limit) is an error, not a short video."""
+
+    CRF = 15  # constant rate factor: what imageio's quality 7 gives; visually lossless at these sizes
+
+    def __init__(self, path: Path, fps: float, size_wh: tuple[int, int]):
+        import subprocess
+        from fractions import Fraction
+
+        from imageio_ffmpeg import get_ffmpeg_exe
+
+        self._log = tempfile.TemporaryFile()  # ffmpeg's error lines, for the message
+        cmd = [get_ffmpeg_exe(), "-y", "-f", "rawvideo", "-vcodec", "rawvideo", "-s", f"{size_wh[0]}x{size_wh[1]}",
+               "-pix_fmt", "rgb24", "-r", str(Fraction(fps).limit_denominator()), "-i", "-", "-an",
+               "-vcodec", "libx264", "-pix_fmt", "yuv420p", "-crf", str(self.CRF), "-v", "error", str(path)]
+        # its own session: a Ctrl-C meant for us must not stop ffmpeg before the frames so far are written
+        self._p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._log,
+                                   start_new_session=True)
+
+    def write(self, frame: np.ndarray) -> None:
+        self._p.stdin.write(np.ascontiguousarray(frame, np.uint8).tobytes())
+
+    def close(self) -> None:
+        """Wait for ffmpeg to finish the file; OSError with its reason when it failed."""
+        try:
+            self._p.stdin.close()
+        finally:
+            rc = self._p.wait()
+        if rc != 0:
+            raise self._failure(rc)
+
+    def kill(self) -> OSError | None:
+        """Stop ffmpeg after a failed write; its reason for failing, if it had one."""
+        try:
+            self._p.stdin.close()
+        except OSError:
+            pass
+        try:
+            rc = self._p.wait(timeout=10)
+        except Exception:  # noqa: BLE001 - a hung encoder is killed; its file is removed anyway
+            self._p.kill()
+            rc = self._p.wait()
+        return self._failure(rc) if rc else None
+
+    def _failure(self, rc: int) -> OSError:
+        import signal
+
+        if rc < 0:
+            sig = signal.Signals(-rc).name
+            what = "file size limit reached" if sig == "SIGXFSZ" else "killed"
+            return OSError(f"ffmpeg stopped by {sig}: {what}")
+        self._log.seek(0)
+        lines = self._log.read().decode("utf-8", "replace").strip().splitlines()
+        return OSError(f"ffmpeg exit {rc}: {lines[-1][:100] if lines else 'no message'}")
 
 
 def screen_available() -> bool:
@@ -217,38 +312,6 @@ def screen_available() -> bool:
     if sys.platform.startswith("linux"):
         return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
     return True
-
-
-def draw_faces(image: np.ndarray, faces: list["FaceResult"], scale: float = 1.0, landmarks: bool = True,
-               fps: float | None = None) -> np.ndarray:
-    """A copy of ``image`` with boxes, names, similarities, landmarks and an FPS counter drawn.
-
-    ``scale`` maps frame pixels to ``image`` pixels (e.g. 0.5 for a half-size output frame).
-    """
-    import cv2
-
-    out = np.ascontiguousarray(image).copy()
-    h, w = out.shape[:2]
-    font, fs = cv2.FONT_HERSHEY_SIMPLEX, max(0.35, w / 900)
-    thick = max(1, round(w / 480))
-    for f in faces:
-        known = f.name != UNKNOWN
-        colour = (40, 200, 60) if known else (230, 50, 50)
-        x1, y1, x2, y2 = (np.asarray(f.box) * scale).round().astype(int)
-        cv2.rectangle(out, (x1, y1), (x2, y2), colour, thick, cv2.LINE_AA)
-        text = f"{f.name} {f.similarity:.2f}" if np.isfinite(f.similarity) else f.name
-        (tw, th), base = cv2.getTextSize(text, font, fs, 1)
-        x1 = int(np.clip(x1, 0, max(0, w - tw - 2)))  # keep the label inside the image
-        ty = y1 - 3 if y1 - th - base - 3 >= 0 else y2 + th + 3
-        cv2.rectangle(out, (x1, ty - th - 2), (x1 + tw + 2, ty + base - 1), colour, -1)
-        cv2.putText(out, text, (x1 + 1, ty - 1), font, fs, (255, 255, 255), 1, cv2.LINE_AA)
-        if landmarks:
-            for x, y in np.asarray(f.landmarks) * scale:
-                cv2.circle(out, (int(round(x)), int(round(y))), max(1, thick), (255, 220, 0), -1, cv2.LINE_AA)
-    if fps is not None:
-        cv2.putText(out, f"{fps:5.1f} fps", (4, 4 + round(22 * fs)), font, fs, (0, 0, 0), 3, cv2.LINE_AA)
-        cv2.putText(out, f"{fps:5.1f} fps", (4, 4 + round(22 * fs)), font, fs, (255, 255, 0), 1, cv2.LINE_AA)
-    return out
 
 
 def resize_frame(frame: np.ndarray, size_wh: tuple[int, int]) -> np.ndarray:

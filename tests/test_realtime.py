@@ -180,19 +180,8 @@ def test_default_data_paths_follow_facecore_data(monkeypatch, tmp_path):
     assert input_path("elsewhere/x.mp4") == Path("elsewhere/x.mp4")
 
 
-def _realtime_module():
-    """realtime.py (a script at the project root, not a package module) imported from its file."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("realtime", ROOT / "realtime.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["realtime"] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def test_threshold_comes_from_the_checkpoints_fpr_table(tmp_path):
-    rt = _realtime_module()
+    from facecore import realtime as rt
 
     meta = checkpoint_meta("efficientnet-b0", 512, 64)
     assert rt.REALTIME_FPR == 0.01
@@ -321,3 +310,87 @@ def test_recognizer_from_name_resolves_model_and_threshold(tmp_path, checkpoint,
     rec2 = Recognizer.from_name(checkpoint=checkpoint, people_faces=clip_gallery, threshold=0.3, cache_dir=tmp_path / "c")
     assert (rec2.threshold, rec2.threshold_origin) == (0.3, "--threshold")
     np.testing.assert_array_equal(rec2.gallery.embeddings, rec.gallery.embeddings)
+
+
+def _run_limited(args: list, file_limit_bytes: int) -> subprocess.CompletedProcess:
+    """realtime.py as a user runs it under ``ulimit -f``: files may not grow past the limit."""
+    import os
+    import resource
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (file_limit_bytes, file_limit_bytes))
+
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}  # Python's own .pyc writes would hit the limit first
+    return subprocess.run([sys.executable, str(ROOT / "realtime.py"), *map(str, args)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600, preexec_fn=limit)
+
+
+@pytest.mark.parametrize("target, limit", [("o.gif", 8192), ("o.mp4", 8192), ("r.json", 1024)])
+def test_disk_full_is_one_line_exit_2_and_leaves_nothing_behind(tmp_path, checkpoint, target, limit):
+    clip = need_data(*CLIP)
+    people, out = tmp_path / "people", tmp_path / "out"
+    people.mkdir()
+    out.mkdir()
+    (out / "o.gif").write_bytes(b"an older run's gif")
+    outputs = ["--report_json", out / "r.json"] + ([] if target == "r.json" else ["-o", out / target])
+    r = _run_limited(["--checkpoint", checkpoint, "--source", clip, "--people_faces", people, "--max_frames", 10,
+                      "--no-display", "--no-progress", "--threshold", -1, "--cache_dir", tmp_path / "cache", *outputs],
+                     limit)
+    errors = [line for line in r.stderr.strip().splitlines() if not line.startswith("warning:")]
+    assert r.returncode == 2 and len(errors) == 1, r.stderr
+    assert errors[0].startswith("realtime.py: error:") and str(out / target) in errors[0] and "Traceback" not in r.stderr
+    assert "wrote" not in r.stdout
+    assert sorted(p.name for p in out.iterdir()) == ["o.gif"]  # no temporary file, no report, no partial video
+    assert (out / "o.gif").read_bytes() == b"an older run's gif"
+    if target == "o.gif":
+        assert "from an earlier run, left as it was" in errors[0]
+
+
+def test_no_frame_is_an_error_and_nothing_is_written(tmp_path, checkpoint):
+    frames, people = tmp_path / "frames", tmp_path / "people"
+    frames.mkdir()
+    people.mkdir()
+    (frames / "a.jpg").write_bytes(b"not a jpeg")
+    (tmp_path / "o.gif").write_bytes(b"an older run's gif")
+    r = realtime("--checkpoint", checkpoint, "--source", frames, "--people_faces", people, "--no-display", "-o",
+                 tmp_path / "o.gif", "--report_json", tmp_path / "r.json", "--cache_dir", tmp_path / "cache")
+    errors = [line for line in r.stderr.strip().splitlines() if line.startswith("realtime.py")]
+    assert r.returncode == 2 and len(errors) == 1 and "no frame could be read" in errors[0], r.stderr
+    assert "wrote" not in r.stdout and "Traceback" not in r.stderr
+    assert (tmp_path / "o.gif").read_bytes() == b"an older run's gif" and not (tmp_path / "r.json").exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_a_video_cut_mid_stream_says_how_many_frames_it_gave(tmp_path):
+    """The demo clip with its index first (faststart), cut in half: 130 of 275 frames decode."""
+    from imageio_ffmpeg import get_ffmpeg_exe
+
+    from facecore.video import open_source
+
+    whole, cut = tmp_path / "whole.mp4", tmp_path / "cut.mp4"
+    subprocess.run([get_ffmpeg_exe(), "-v", "error", "-i", need_data(*CLIP), "-c", "copy", "-movflags", "+faststart",
+                    whole], check=True)
+    data = whole.read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    src = open_source(cut)
+    n = sum(1 for _ in src)
+    src.close()
+    assert src.frames_expected == 275 and 0 < n == src.frames_read < 275
+    assert src.shortfall() == (f"video {cut}: read {n} of the 275 frames its header promises (damaged or truncated "
+                               f"file); the rest is missing from the outputs")
+    src = open_source(whole)
+    assert sum(1 for _ in src) == 275 and src.shortfall() is None
+
+
+def test_short_output_flag_and_library_errors_in_flag_words():
+    from facecore.realtime import flag_message, parse_args
+
+    assert parse_args(["-o", "x.gif"]).output_path == parse_args(["--output_path", "x.gif"]).output_path == "x.gif"
+    flags = {"output_path", "people_faces", "threshold"}
+    assert flag_message("output_path x.txt: use a .gif or .mp4 file name", flags) == \
+        "--output_path x.txt: use a .gif or .mp4 file name"
+    assert flag_message("people_faces: no such folder", flags) == "--people_faces: no such folder"
+    assert flag_message("--threshold nan: must be ...", flags) == "--threshold nan: must be ..."  # already a flag
+    assert flag_message("model 'x': checkpoint missing", flags) == "model 'x': checkpoint missing"  # not a flag
+    assert flag_message("output_pathology: x", flags) == "output_pathology: x"
+    assert "burn_fps" in __import__("facecore.realtime", fromlist=["_flags"])._flags()
