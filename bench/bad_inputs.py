@@ -1,6 +1,6 @@
 """Bad inputs, one row each: the exit code, whether a traceback was printed, whether data was lost or stale.
 
-    .venv/bin/python bench/bad_inputs.py [--only realtime,gallery,align,train,pipeline]
+    .venv/bin/python bench/bad_inputs.py [--only realtime,realtime-io,gallery,align,train,pipeline]
 
 Every probe runs a command line the way a user would (``realtime.py``, ``python -m facecore.folder``,
 ``python -m facecore.pipeline``, ``python -m facecore.train``) in a scratch folder and then checks what
@@ -338,6 +338,92 @@ def _(work: Path) -> Outcome:
     r = run([PY, "-m", "facecore.train", "--out", work / "run", "--set", f'data_dir="{work / "data"}"',
              "--set", 'lfw_dir=""', "--set", "min_images=1", "--set", "epochs=1", "--quiet"])
     return Outcome(r.returncode, r.stderr)
+
+
+# ----------------------------------------------------------------------------- realtime-io: outputs under stress
+def _realtime_io(work: Path, *args, source=CLIP, file_limit_kib: int | None = None) -> subprocess.CompletedProcess:
+    """realtime.py on ``source`` with an empty gallery, its cache in ``work``; under ``ulimit -f`` when given."""
+    (work / "people").mkdir(exist_ok=True)
+    cmd = [PY, ROOT / "realtime.py", "--checkpoint", checkpoint(), "--source", source, "--no-display",
+           "--people_faces", work / "people", "--cache_dir", work / "cache", "--threshold", "-1", *args]
+    if file_limit_kib is None:
+        return run(cmd)
+    line = " ".join(f"'{c}'" for c in cmd)
+    env = {**ENV, "PYTHONDONTWRITEBYTECODE": "1"}  # Python's own .pyc writes would hit the limit first
+    return subprocess.run(["bash", "-c", f"ulimit -f {file_limit_kib} && exec {line}"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=900)
+
+
+def _untouched(work: Path, r: subprocess.CompletedProcess, out: Path, old: bytes, absent: list[Path]) -> str:
+    """What went wrong with a run that must fail cleanly: a 'wrote' line, more than one error line,
+    an older output changed, a file that should not exist, a hidden temporary file."""
+    errors = [x for x in r.stderr.strip().splitlines() if not x.startswith("warning:") and not x.startswith("frames:")]
+    bad = ["printed 'wrote'"] * ("wrote" in r.stdout) + [f"{len(errors)} error lines"] * (len(errors) != 1)
+    bad += ["older output changed"] * (out.read_bytes() != old)
+    bad += [f"{p.name} exists" for p in absent if p.exists()]
+    return ", ".join(bad + ([f"left {leftovers(out.parent)}"] if leftovers(out.parent) else []))
+
+
+def _zero_frames(work: Path, source: Path) -> Outcome:
+    (out := work / "out").mkdir()
+    (out / "o.gif").write_bytes(b"an older run's gif")
+    r = _realtime_io(work, "-o", out / "o.gif", "--report_json", out / "r.json", source=source)
+    return Outcome(r.returncode, r.stderr, _untouched(work, r, out / "o.gif", b"an older run's gif", [out / "r.json"]))
+
+
+@probe("realtime-io", "0 frames: a folder of unreadable images, an older GIF at -o")
+def _(work: Path) -> Outcome:
+    (frames := work / "frames").mkdir()
+    (frames / "a.jpg").write_bytes(b"not a jpeg")
+    (frames / "b.png").write_bytes(b"")
+    return _zero_frames(work, frames)
+
+
+@probe("realtime-io", "0 frames: a garbage .mp4, an older GIF at -o")
+def _(work: Path) -> Outcome:
+    (work / "garbage.mp4").write_bytes(b"\x00\x00\x00\x20ftypisom" + os.urandom(4000))
+    return _zero_frames(work, work / "garbage.mp4")
+
+
+@probe("realtime-io", "0 frames: an empty image folder")
+def _(work: Path) -> Outcome:
+    (work / "frames").mkdir()
+    return _zero_frames(work, work / "frames")
+
+
+@probe("realtime-io", "video cut in half mid-stream (index first): warns frames read of promised", expect=0)
+def _(work: Path) -> Outcome:
+    from imageio_ffmpeg import get_ffmpeg_exe
+
+    whole = work / "whole.mp4"
+    subprocess.run([get_ffmpeg_exe(), "-v", "error", "-i", CLIP, "-c", "copy", "-movflags", "+faststart", whole],
+                   check=True)
+    data = whole.read_bytes()
+    (work / "cut.mp4").write_bytes(data[: len(data) // 2])
+    r = _realtime_io(work, "-o", work / "o.gif", "--report_json", work / "r.json", "--detect_every", "10",
+                     source=work / "cut.mp4")
+    warned = "of the 275 frames its header promises" in r.stderr
+    rep = json.loads((work / "r.json").read_text()) if (work / "r.json").exists() else {}
+    lost = [] if warned else ["no warning"]
+    lost += [] if "275 frames" in rep.get("source_warning", "") else ["report has no source_warning"]
+    return Outcome(r.returncode, r.stderr, ", ".join(lost))
+
+
+def _disk_full(work: Path, target: str, limit_kib: int) -> Outcome:
+    (out := work / "out").mkdir()
+    (out / "o.gif").write_bytes(b"an older run's gif")
+    outputs = ["--report_json", out / "r.json"] + ([] if target == "r.json" else ["-o", out / target])
+    r = _realtime_io(work, "--max_frames", "20", *outputs, file_limit_kib=limit_kib)
+    lost = _untouched(work, r, out / "o.gif", b"an older run's gif",
+                      [out / "r.json"] + ([out / target] if target != "o.gif" else []))
+    if str(out / target) not in r.stderr:
+        lost = ", ".join(filter(None, [lost, "error does not name the file"]))
+    return Outcome(r.returncode, r.stderr, lost)
+
+
+for _target, _kib in [("o.gif", 8), ("o.mp4", 8), ("r.json", 1)]:
+    probe("realtime-io", f"ulimit -f {_kib} (disk full) while writing {_target}")(
+        lambda work, _t=_target, _k=_kib: _disk_full(work, _t, _k))
 
 
 def main() -> None:

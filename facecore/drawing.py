@@ -82,22 +82,38 @@ def _candidates(box: np.ndarray, w: int, h: int, width: int, height: int) -> lis
 
 def place_labels(boxes: list[np.ndarray], sizes: list[tuple[int, int]], width: int, height: int) -> list[tuple]:
     """Label rectangles (x1, y1, x2, y2, exclusive ends) for faces ``boxes`` with label sizes (w, h):
-    each above its face, else below, else the nearest spot that no earlier label covers (faces from
-    the top of the image down). Labels overlap only when no free spot is left in the whole image."""
+    each above its face, else below, else a spot near it, else the nearest spot anywhere, that no
+    earlier label covers (faces from the top of the image down), at each stage preferring spots that
+    cover no other face. Labels overlap only when no free spot is left in the whole image."""
+    faces = [tuple(int(round(v)) for v in b) for b in boxes]
     placed: list[tuple | None] = [None] * len(boxes)
     for i in sorted(range(len(boxes)), key=lambda k: (boxes[k][1], boxes[k][0])):
         w, h = sizes[i]
-        taken = [r for r in placed if r is not None]
-        free = lambda c: not any(_overlaps((c[0], c[1], c[0] + w, c[1] + h), r) for r in taken)  # noqa: E731
-        spot = next((c for c in _candidates(boxes[i], w, h, width, height) if free(c)), None)
-        if spot is None:  # crowded: the free grid position nearest the face
-            cx, cy = (boxes[i][0] + boxes[i][2]) / 2, boxes[i][1]
-            grid = [(x, y) for y in range(0, max(1, height - h + 1), max(1, h // 2))
-                    for x in range(0, max(1, width - w + 1), max(1, w // 4))]
-            grid.sort(key=lambda c: (c[0] + w / 2 - cx) ** 2 + (c[1] + h / 2 - cy) ** 2)
-            spot = next((c for c in grid if free(c)), _candidates(boxes[i], w, h, width, height)[0])
+        labels = [r for r in placed if r is not None]
+        others = labels + [f for j, f in enumerate(faces) if j != i]
+        near = _candidates(boxes[i], w, h, width, height)
+        spot = _first_free(near, w, h, others, labels) or _first_free(_grid(boxes[i], w, h, width, height), w, h,
+                                                                       others, labels)
+        spot = spot or near[0]
         placed[i] = (spot[0], spot[1], spot[0] + w, spot[1] + h)
     return placed
+
+
+def _first_free(spots: list[tuple[int, int]], w: int, h: int, *avoid: list[tuple]) -> tuple[int, int] | None:
+    """The first top-left corner whose w x h rectangle meets none of ``avoid[0]``, else of ``avoid[1]``, ..."""
+    for rects in avoid:
+        for x, y in spots:
+            if not any(_overlaps((x, y, x + w, y + h), r) for r in rects):
+                return x, y
+    return None
+
+
+def _grid(box: np.ndarray, w: int, h: int, width: int, height: int) -> list[tuple[int, int]]:
+    """Every label position on a half-label grid over the image, nearest the face's top first."""
+    cx, cy = (box[0] + box[2]) / 2, box[1]
+    spots = [(x, y) for y in range(0, max(1, height - h + 1), max(1, h // 2))
+             for x in range(0, max(1, width - w + 1), max(1, w // 4))]
+    return sorted(spots, key=lambda c: (c[0] + w / 2 - cx) ** 2 + (c[1] + h / 2 - cy) ** 2)
 
 
 def draw_faces(image: np.ndarray, faces: list["FaceResult"], scale: float = 1.0, landmarks: bool = True,

@@ -60,8 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--landmarks", action=argparse.BooleanOptionalAction, default=True, help="draw the 5 landmarks")
     p.add_argument("--burn_fps", action="store_true", help="draw the fps counter into the output file too "
                    "(default: on the console and in the window only)")
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
-                   help="a progress bar with the frame rate on stderr (default on)")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="a progress bar with the frame rate (frame/s) on stderr (default: when stderr is a terminal)")
     p.add_argument("--threshold", type=float,
                    help="cosine similarity below which a face is Unknown (default: the checkpoint's threshold "
                         "calibrated on LFW at --fpr; without one 0.4, with a warning)")

@@ -2,7 +2,7 @@
 
 ``process`` runs ``Recognizer.process`` on every frame of a source, draws the faces on the frames
 that go to the output (``facecore.drawing``), shows them in a window and reports per-frame faces.
-The frames-per-second counter goes to the console (the progress bar's postfix), and into saved
+The frames-per-second counter goes to the console (the progress bar's rate, frame/s), and into saved
 files only with ``burn_fps``. SIGINT or SIGTERM end the loop (``Stop``); outputs are finished with
 signals deferred, so a second signal cannot leave a temporary file.
 """
@@ -34,7 +34,7 @@ class LoopOptions:
     landmarks: bool = True
     burn_fps: bool = False  # draw the fps counter into the output file's frames too
     display: bool = False
-    progress: bool = True
+    progress: bool | None = None  # a progress bar on stderr (None: when stderr is a terminal)
     max_frames: int | None = None
     per_frame: bool = False  # keep every frame's faces for the report
 
@@ -105,7 +105,8 @@ def _progress_bar(source: FrameSource, opts: LoopOptions):
     if opts.max_frames is not None:
         total = opts.max_frames if total is None else min(total, opts.max_frames)
     return tqdm(total=None if source.live else total, unit="frame", desc="frames", file=sys.stderr,
-                disable=not opts.progress, mininterval=0.5, dynamic_ncols=True)
+                disable=not (sys.stderr.isatty() if opts.progress is None else opts.progress),
+                mininterval=0.5, dynamic_ncols=True)
 
 
 def process(source: FrameSource, rec, opts: LoopOptions) -> dict:

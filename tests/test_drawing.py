@@ -99,3 +99,10 @@ def test_fps_counter_only_when_given():
     yellow = lambda im: int((np.all(im == (255, 255, 0), axis=-1)).sum())  # noqa: E731 - the counter's colour
     assert yellow(draw_faces(image, faces, landmarks=False)) == 0
     assert yellow(draw_faces(image, faces, landmarks=False, fps=12.3)) > 20
+
+
+def test_a_label_avoids_a_neighbouring_face_when_it_can():
+    a, b = np.array([100, 60, 130, 95.0]), np.array([135, 40, 165, 75.0])
+    label_a, label_b = place_labels([a, b], [(100, 15), (100, 15)], 320, 180)
+    assert label_b == (135, 24, 235, 39)  # above its face
+    assert label_a == (100, 96, 200, 111)  # above face a would cover face b: below instead
