@@ -30,7 +30,8 @@ from .files import atomic_write_text
 from .paths import PROJECT_ROOT
 from .realtime_loop import LoopOptions, process, signals_deferred, stop_on_signals
 from .recognizer import GALLERY_CACHE, REALTIME_FPR, ModelChoiceError, input_path
-from .video import OutputError, SourceError
+from .video import SourceError
+from .video_out import OutputError
 
 
 class UsageError(Exception):

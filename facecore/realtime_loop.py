@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .drawing import draw_faces
-from .video import FpsMeter, FrameSource, OutputWriter, output_size, resize_frame
+from .video import FpsMeter, FrameSource, output_size, resize_frame
+from .video_out import OutputWriter
 
 GIF_WIDTH_PX, GIF_FPS = 320, 10.0  # GIF defaults: small files that still show who is who
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from facecore.drawing import KNOWN_RGB, draw_faces, font_path, font_px, label_font, label_text, place_labels
+from facecore.drawing import draw_faces, font_path, font_px, label_font, label_text, place_labels
 from facecore.recognize import FaceResult
 
 

@@ -10,7 +10,8 @@ from facecore import realtime_loop
 from facecore.drawing import draw_faces
 from facecore.realtime_loop import LoopOptions, process
 from facecore.recognize import FaceResult
-from facecore.video import FrameSource, OutputWriter, resize_frame
+from facecore.video import FrameSource, resize_frame
+from facecore.video_out import OutputWriter
 
 
 class Frames(FrameSource):
