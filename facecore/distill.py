@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from .data import FaceSet
+from .runtime import progress_bar
 
 
 @dataclass
@@ -211,10 +212,9 @@ def add_run_head(cfg, run_dir: str | os.PathLike, teacher, kind: str = "linear",
 
 def _embed(student, crops: np.ndarray, progress: bool, chunk: int = 1024) -> np.ndarray:
     """The student's unit embeddings of many crops, with a progress bar."""
-    from tqdm.auto import tqdm
 
     steps = range(0, len(crops), chunk)
-    parts = [student.embed(crops[i:i + chunk]) for i in tqdm(steps, desc="student", disable=not progress)]
+    parts = [student.embed(crops[i:i + chunk]) for i in progress_bar(steps, desc="student", disable=not progress)]
     return np.concatenate(parts) if parts else np.zeros((0, int(student.meta["embedding_dim"])), np.float32)
 
 
