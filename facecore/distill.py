@@ -34,7 +34,7 @@ def scan_unlabelled(root: str | os.PathLike, limit: int = 0) -> FaceSet:
 
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"unlabelled faces: no folder {root} (align the unlabelled set first: README, 'Distillation')")
+        raise FileNotFoundError(f"unlabelled faces: no folder {root} (align the unlabelled set first: docs/data.md)")
     paths = list_images(root)
     paths = paths[:limit] if limit else paths
     if not paths:
