@@ -46,6 +46,13 @@ def test_an_edited_figure_is_stale(tmp_path, monkeypatch):
     assert list(rd.stale()) == [readme]
 
 
+def test_a_headed_model_needs_its_backbone_row(monkeypatch):
+    rows = rd._benchmark_rows()
+    monkeypatch.setattr(rd, "_benchmark_rows", lambda: {k: v for k, v in rows.items() if not k.endswith(rd.HEADLESS)})
+    with pytest.raises(ValueError, match="no row 'distill-inceptionresnetv1-no-head'"):
+        rd.shipped_models()
+
+
 def test_training_entry_lists_every_setting_with_the_loss_default():
     block = training_block({"LR": 0.05})
     assert block.startswith("TRAINING: dict = {") and block.splitlines()[-1].startswith("}  # ")

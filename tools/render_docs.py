@@ -55,6 +55,10 @@ def shipped_models() -> str:
     head is matched with its backbone (its benchmark row ``NAME-no-head``); the head's row follows."""
     params, default = _zoo()
     bench = _benchmark_rows()
+    headed = [n for n, m in _metrics_files().items() if "backbone" in m and n + HEADLESS not in bench]
+    if headed:
+        raise ValueError(f"id_rate/benchmark.csv has no row {headed[0] + HEADLESS!r} (the backbone realtime.py "
+                         "uses): give the benchmarks notebook its backbone as a CANDIDATE of that name")
     cols = ["LFW", "CFP-FF", "CFP-FP", "TPR@FPR=0.001", "TPR@FPR=0.01", "ROC-AUC"]
     lines = ["| model | " + " | ".join(c + (" (%)" if c in ("LFW", "CFP-FF", "CFP-FP") else "") for c in cols)
              + " | file (MB) |", "|---|" + "---:|" * (len(cols) + 1)]
