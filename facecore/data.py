@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from .files import atomic_write_bytes, list_images
 from .preprocessing import to_tensor as _to_tensor
+from .runtime import progress_bar
 
 
 @dataclass
@@ -84,7 +85,6 @@ def load_crops(fs: FaceSet, size: int, cache_dir: str | os.PathLike | None = Non
     sizes and modification times (``crops_key``), so changed crops are decoded again.
     """
     import cv2
-    from tqdm.auto import tqdm
 
     key = crops_key(fs, size)
     cache = Path(cache_dir) / f"crops-{size}-{key}.npy" if cache_dir else None
@@ -102,7 +102,7 @@ def load_crops(fs: FaceSet, size: int, cache_dir: str | os.PathLike | None = Non
 
     out = np.zeros((len(fs), size, size, 3), np.uint8)
     with ThreadPoolExecutor(os.cpu_count() or 1) as pool:  # OpenCV decodes without the GIL
-        for i, img in enumerate(tqdm(pool.map(decode, fs.paths), total=len(fs.paths),
+        for i, img in enumerate(progress_bar(pool.map(decode, fs.paths), total=len(fs.paths),
                                      desc="decode crops", unit="img", disable=not progress)):
             out[i] = img
     if cache is not None:

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from .data import FaceSet
+from .runtime import progress_bar
 
 
 @dataclass
@@ -33,7 +34,7 @@ def scan_unlabelled(root: str | os.PathLike, limit: int = 0) -> FaceSet:
 
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"unlabelled faces: no folder {root} (align the unlabelled set first: README, 'Distillation')")
+        raise FileNotFoundError(f"unlabelled faces: no folder {root} (align the unlabelled set first: docs/data.md)")
     paths = list_images(root)
     paths = paths[:limit] if limit else paths
     if not paths:
@@ -211,10 +212,9 @@ def add_run_head(cfg, run_dir: str | os.PathLike, teacher, kind: str = "linear",
 
 def _embed(student, crops: np.ndarray, progress: bool, chunk: int = 1024) -> np.ndarray:
     """The student's unit embeddings of many crops, with a progress bar."""
-    from tqdm.auto import tqdm
 
     steps = range(0, len(crops), chunk)
-    parts = [student.embed(crops[i:i + chunk]) for i in tqdm(steps, desc="student", disable=not progress)]
+    parts = [student.embed(crops[i:i + chunk]) for i in progress_bar(steps, desc="student", disable=not progress)]
     return np.concatenate(parts) if parts else np.zeros((0, int(student.meta["embedding_dim"])), np.float32)
 
 

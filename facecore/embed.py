@@ -20,6 +20,7 @@ import numpy as np
 from .faces import detect_align
 from .files import NO_FACE, OK, atomic_write_bytes, file_digest, load_rgb
 from .models import Embedder
+from .runtime import progress_bar
 
 
 @dataclass
@@ -84,7 +85,6 @@ def embed_files(paths: list[str | os.PathLike], embedder: Embedder, detector=Non
     ``aligned=True`` takes the files as already-aligned crops (e.g. ``align_folder`` output) and skips
     detection. With ``cache_dir``, embeddings are read from and written to the cache.
     """
-    from tqdm.auto import tqdm
 
     from .detectors import resolve_detector
 
@@ -95,7 +95,7 @@ def embed_files(paths: list[str | os.PathLike], embedder: Embedder, detector=Non
         detector = resolve_detector(detector, embedder.device)
     cdir = Path(cache_dir) / cache_tag(embedder, detector, aligned, select, flip) if cache_dir else None
     todo = _read_cached(out, cdir) if cdir is not None else list(range(n))
-    for start in tqdm(range(0, len(todo), batch_size), desc="embed", unit="batch", disable=not progress or not todo):
+    for start in progress_bar(range(0, len(todo), batch_size), desc="embed", unit="batch", disable=not progress or not todo):
         idx = todo[start:start + batch_size]
         crops = _crops(out, idx, embedder, detector, select, aligned)
         have = [j for j in range(len(idx)) if crops[j] is not None]

@@ -13,7 +13,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .files import list_images
+from .files import list_images, write_table
+from .paths import PROJECT_ROOT
+
+# The committed results (id_rate/) are written only by a full-protocol run that names this folder
+# explicitly; the notebooks' default output folders are under runs/.
+RESULTS_DIR = PROJECT_ROOT / "id_rate"
+# notebook parameter -> its value in the full protocol (a run that differs is a subset)
+FULL_PROTOCOL: dict[str, object] = {"MODELS": [], "QUERY_MIN_IMAGES": 3, "MAX_QUERY_IDENTITIES": 0,
+                                    "MAX_DISTRACTORS": 0, "PROTOCOLS": ["lfw", "cfp-ff", "cfp-fp", "id-rate"]}
 
 
 @dataclass
@@ -167,3 +175,28 @@ def threshold_explorer(results: dict[str, dict]):
     thr.observe(update, "value")
     update()
     return widgets.VBox([model, thr, label])
+
+
+def run_scope(params: dict) -> str:
+    """``"full"``, or the warning that a run is not the full protocol, naming each parameter of
+    ``FULL_PROTOCOL`` that ``params`` (a notebook's ``globals()``) sets otherwise."""
+    differ = [f"{k}={params[k]!r}" for k, full in FULL_PROTOCOL.items() if k in params and params[k] != full]
+    return "full" if not differ else ("subset, not the full protocol (" + ", ".join(differ)
+                                      + "): its figures are not comparable with the committed id_rate/")
+
+
+def check_output_dir(out_dir: str | os.PathLike, scope: str) -> Path:
+    """``out_dir`` as a path; a subset run (``run_scope``) may not write the committed ``id_rate/``."""
+    out = Path(out_dir)
+    if scope != "full" and out.resolve() == RESULTS_DIR.resolve():
+        raise ValueError(f"OUTPUT_DIR={str(out_dir)!r} holds the committed full-protocol results, and this run is a "
+                         f"{scope.split(':')[0]}: give another OUTPUT_DIR (the default writes under runs/)")
+    return out
+
+
+def write_results(out_dir: str | os.PathLike, stem: str, table: pd.DataFrame, markdown: str, title: str,
+                  scope: str) -> None:
+    """``write_table`` with the run's scope: a ``protocol`` column in the CSV, and a warning line above a
+    subset run's markdown table."""
+    note = "" if scope == "full" else f"> **Not the full protocol**: {scope}.\n\n"
+    write_table(out_dir, stem, table.assign(protocol=scope), note + markdown, title)

@@ -25,6 +25,7 @@ from .files import OK, LoadedImage, atomic_write_bytes, atomic_write_text, encod
 from .manifest import (COLUMNS, CONFIG, JOURNAL, LANDMARK_NAMES, MANIFEST, OLD_COLUMNS, V2_COLUMNS,  # noqa: F401
                        landmarks_of, last_per_path, manifest_row, read_journal, read_manifest, rows_text, source_sha1,
                        source_stat, still_valid, summarize, write_manifest)
+from .runtime import progress_bar
 
 def output_names(paths: list[str]) -> dict[str, str]:
     """Output crop name of each source path: the same path with a ``.jpg`` suffix, unambiguous."""
@@ -63,7 +64,6 @@ def align_folder(src: str | os.PathLike, dst: str | os.PathLike, size: int = 112
     ``min_face_frac``, ``max_side`` and ``pad_frac``: faces missed are looked for again on the image
     with a border of that share of its shorter side, ``padded`` in the manifest) or a detector object.
     """
-    from tqdm.auto import tqdm
 
     from .detectors import detector_key
 
@@ -82,7 +82,7 @@ def align_folder(src: str | os.PathLike, dst: str | os.PathLike, size: int = 112
     todo = _pending(src, dst, paths)
     crop = dict(detector=detector, size=size, select=select, landmarker=_resolve_landmarker(landmarks, device),
                 dst=dst, names=output_names(paths), quality=quality)
-    bar = tqdm(total=len(paths), initial=len(paths) - len(todo), desc=f"align {src.name}", unit="img",
+    bar = progress_bar(total=len(paths), initial=len(paths) - len(todo), desc=f"align {src.name}", unit="img",
                disable=not progress)
     pool = mp.get_context("fork").Pool(num_workers) if num_workers > 0 and todo else None
     try:

@@ -15,6 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .registry import Registry
+from .runtime import progress_bar
 
 PREFIX = "teacher_head."  # not "head.": EfficientNetEmbedder's own embedding layers live there
 _HEADS = Registry("head", add_with="facecore.heads.register_head")
@@ -62,7 +63,6 @@ def fit_head(features: np.ndarray, targets: np.ndarray, kind: str = "linear", hi
     """A head mapping ``features`` (N, D_in) to the unit ``targets`` (N, D_out) by cosine loss (AdamW,
     one-cycle schedule), with the inputs' standardisation folded into its first layer. Rows with a
     non-finite target are left out."""
-    from tqdm.auto import tqdm
 
     ok = np.isfinite(targets).all(axis=1) & np.isfinite(features).all(axis=1)
     if ok.sum() < 2:
@@ -77,7 +77,7 @@ def fit_head(features: np.ndarray, targets: np.ndarray, kind: str = "linear", hi
     per_epoch = max(1, len(x) // batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=epochs * per_epoch)
     head.train()
-    bar = tqdm(range(epochs), desc="head", disable=not progress)
+    bar = progress_bar(range(epochs), desc="head", disable=not progress)
     for _ in bar:
         perm = torch.randperm(len(x), generator=gen)
         for b in range(per_epoch):

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .runtime import progress_bar
+
 GRID = 1 << 24              # similarity s is held as u = round(s * GRID) + GRID, in [0, 2 * GRID]
 MAGIC = 1.5 * 2.0 ** 52     # x + MAGIC rounds x to an integer (ties to even) in the low bits
 MAGIC_U = int(np.array(MAGIC).view(np.int64)) - GRID  # (x + MAGIC) as int64 - MAGIC_U = round(x) + GRID
@@ -146,7 +148,6 @@ def scan_tiles(q: torch.Tensor, codes: np.ndarray, distractor_emb, stats: TileSt
     ``pilot = (rows, query columns, distractor rows)``: only those rows against those queries
     (i != j, same-identity pairs counted as positives) and those distractors.
     """
-    from tqdm.auto import tqdm
 
     n_q = len(q)
     qn = q / GRID  # unit rows: exact (power of two)
@@ -156,7 +157,7 @@ def scan_tiles(q: torch.Tensor, codes: np.ndarray, distractor_emb, stats: TileSt
     starts = (lambda i0: range(i0, n_q, distractor_block)) if pilot is None else (lambda i0: range(0, len(cols), distractor_block))
     qq_tiles = [(i0, c0) for i0 in range(0, n_q if pilot is None else len(rows), query_block) for c0 in starts(i0)]
     d_chunks = list(range(0, n_d, distractor_block))
-    bar = tqdm(total=len(qq_tiles) + len(d_chunks), desc=desc, unit="tile", disable=not progress)
+    bar = progress_bar(total=len(qq_tiles) + len(d_chunks), desc=desc, unit="tile", disable=not progress)
     buf, dbuf = None, np.empty(distractor_block * q.shape[1], np.float64)
 
     def product(a: torch.Tensor, b_t: torch.Tensor) -> torch.Tensor:

@@ -33,6 +33,7 @@ from .landmarks_data import FLIP_ORDER, crop_matrix, invert_matrix, map_points, 
 from .checkpoint import load_weights, verify_zip
 from .paths import PROJECT_ROOT
 from .registry import Registry
+from .runtime import progress_bar
 
 LANDMARKER_FORMAT = "facecore-landmarker-v1"
 DEFAULT_WEIGHTS = Path("notebooks") / "my-face-alignment" / "landmarker.pt"
@@ -152,7 +153,6 @@ def train_landmarker(model: nn.Module, dataset, epochs: int, batch_size: int = 6
     a rerun resumes from there (a finished run returns at once).
     """
     from torch.utils.data import DataLoader
-    from tqdm.auto import tqdm
 
     torch.manual_seed(seed)
     model.to(device)
@@ -171,7 +171,7 @@ def train_landmarker(model: nn.Module, dataset, epochs: int, batch_size: int = 6
         sched.load_state_dict(state["sched"])
         history = list(state["history"])
     criterion = landmark_loss(loss)
-    bar = tqdm(total=total, initial=len(history) * len(loader), desc="train landmarker", disable=not progress)
+    bar = progress_bar(total=total, initial=len(history) * len(loader), desc="train landmarker", disable=not progress)
     for epoch in range(len(history), epochs):
         model.train()
         t0, losses = time.time(), []

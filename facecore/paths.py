@@ -36,7 +36,7 @@ def data_path(*parts: str, must_exist: bool = True) -> Path:
     if must_exist and not p.exists():
         raise DataMissingError(
             f"{p} not found. Set FACECORE_DATA to the folder holding lfw/, celeba-crops/, "
-            f"landmarks-300w/ and demo/ (default ../shared/data); README.md, section 'Data', says "
+            f"landmarks-300w/ and demo/ (default ../shared/data); docs/data.md says "
             f"where to download each data set."
         )
     return p

@@ -241,8 +241,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"profile {args.profile!r} needs data that is not on this machine:", file=sys.stderr)
         for m in missing:
             print(f"  missing: {m}", file=sys.stderr)
-        print("Set FACECORE_DATA to the folder holding it (default ../shared/data); README.md, "
-              "section 'Data', says where to get each data set.", file=sys.stderr)
+        print("Set FACECORE_DATA to the folder holding it (default ../shared/data); docs/data.md "
+              "says where to get each data set.", file=sys.stderr)
         return 2
     os.environ.setdefault("MPLBACKEND", "Agg")
     for n, (i, s) in enumerate(stages, 1):

@@ -57,10 +57,11 @@ def draw_detections(ax, image: np.ndarray, box: np.ndarray | None, landmarks: np
 
 
 def roc_curves(results: dict[str, dict], fprs=None):
-    """ROC curve of each model (``facecore.idrate`` results), log-scaled FPR, TPR@FPR points marked."""
+    """ROC curve of each model (``facecore.idrate`` results), log-scaled FPR, TPR@FPR points marked; the
+    legend sits beside the axes, off the curves."""
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7.5, 5))
+    fig, ax = plt.subplots(figsize=(10, 5))
     for name, r in results.items():
         f, t = r["roc_fpr"], r["roc_tpr"]
         keep = f > 0
@@ -74,42 +75,49 @@ def roc_curves(results: dict[str, dict], fprs=None):
     ax.set_ylabel("true positive rate (same-person pairs accepted)")
     ax.set_title("Identification rate: ROC on LFW queries + distractors (dots: TPR@FPR)")
     ax.grid(alpha=0.3, which="both")
-    ax.legend(loc="upper left", fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
     fig.tight_layout()
     return fig
 
 
-def similarity_distributions(results: dict[str, dict], kind: str = "positives", n_bins: int = 200):
-    """Per model, densities of pair similarities: ``positives`` (same vs different person, query set)
-    or ``sources`` (query-query pairs vs query-distractor pairs)."""
+def _series(r: dict, kind: str) -> list[tuple[str, np.ndarray]]:
+    if kind == "positives":
+        return [("same person", r["hist_pos"]), ("different people", r["hist_query_neg"])]
+    return [("query-query", r["hist_pos"] + r["hist_query_neg"]), ("query-distractor", r["hist_distractor_neg"])]
+
+
+def similarity_distributions(results: dict[str, dict], kind: str = "positives", n_bins: int = 200, cols: int = 4):
+    """A grid of panels, one per model, of pair-similarity densities on one shared x-axis:
+    ``positives`` (same vs different person, query set) or ``sources`` (query-query pairs vs
+    query-distractor pairs). One legend below the grid, with the pair counts of the first model."""
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
 
     from .evaluation import coarse_density, populated_range
 
     if kind not in ("positives", "sources"):
         raise ValueError(f"kind must be 'positives' or 'sources', got {kind!r}")
-    n = len(results)
-    fig, axes = plt.subplots(1, n, figsize=(4.2 * n + 0.5, 3.4), squeeze=False)
-    for ax, (name, r) in zip(axes[0], results.items()):
-        if kind == "positives":
-            series = [("same person", r["hist_pos"]), ("different people", r["hist_query_neg"])]
-        else:
-            series = [("query-query", r["hist_pos"] + r["hist_query_neg"]),
-                      ("query-distractor", r["hist_distractor_neg"])]
-        span = populated_range([h for _, h in series], r["bin_lower"])
-        for label, h in series:
+    spans = [populated_range([h for _, h in _series(r, kind)], r["bin_lower"]) for r in results.values()]
+    span = (min(lo for lo, _ in spans), max(hi for _, hi in spans))
+    cols = max(1, min(cols, len(results)))
+    rows = -(-len(results) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 2.4 * rows + 0.6), sharex=True, squeeze=False)
+    for ax, (name, r) in zip(axes.ravel(), results.items()):
+        for label, h in _series(r, kind):
             x, y = coarse_density(h, r["bin_lower"], span, n_bins)
-            ax.plot(x, y, drawstyle="steps-mid", label=f"{label} ({int(np.sum(h)):,})")
-        ax.set_xlim(*span)
-        ax.xaxis.set_major_locator(MaxNLocator(5))
-        ax.ticklabel_format(axis="x", useOffset=False)
-        ax.set_title(name, fontsize=10)
-        ax.set_xlabel("cosine similarity")
-        ax.legend(fontsize=7)
+            ax.plot(x, y, drawstyle="steps-mid", label=f"{label} ({int(np.sum(h)):,} pairs)")
+        ax.set_title(name, fontsize=9)
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("density")
-    fig.tight_layout()
+    for ax in axes.ravel()[len(results):]:
+        ax.axis("off")
+    for ax in axes.ravel()[max(0, len(results) - cols):len(results)]:  # nothing below these panels
+        ax.set_xlabel("cosine similarity")
+        ax.tick_params(labelbottom=True)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("density")
+    axes[0][0].set_xlim(*span)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     return fig
 
 

@@ -67,3 +67,31 @@ def native_bf16() -> bool:
     import torch
 
     return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+
+
+def widget_frontend() -> bool:
+    """Whether progress bars may be widgets: the code runs in a Jupyter kernel whose current request
+    came from an interactive frontend (JupyterLab, Notebook 7 and VS Code send each cell's id; papermill
+    and nbclient, which save outputs but no widget state, do not). ``FACECORE_PROGRESS=text`` or
+    ``widget`` decides instead."""
+    choice = os.environ.get("FACECORE_PROGRESS", "")
+    if choice in ("text", "widget"):
+        return choice == "widget"
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    kernel = getattr(get_ipython(), "kernel", None)
+    if kernel is None or not hasattr(kernel, "get_parent"):
+        return False
+    return bool((kernel.get_parent() or {}).get("metadata", {}).get("cellId"))
+
+
+def progress_bar(iterable=None, **kwargs):
+    """A tqdm progress bar: a widget in an interactive notebook (``widget_frontend``), else text, which
+    an executed notebook keeps readable (a saved widget shows a frozen 0 %)."""
+    if widget_frontend():
+        from tqdm.notebook import tqdm
+    else:
+        from tqdm.std import tqdm
+    return tqdm(iterable, **kwargs)

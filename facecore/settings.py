@@ -12,6 +12,7 @@ on its class: triplet's learning rate). This module imports nothing heavy: the p
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 
@@ -85,6 +86,29 @@ def describe(values: dict, training: dict, loss_defaults: dict | None = None) ->
         return "TRAINING" if n in training else "loss default" if n in (loss_defaults or {}) else ""
 
     return "\n".join(f"  {n:20s} {values[n]!r:32s} {source(n)}".rstrip() for n in values)
+
+
+TRAINING_HELP = ("shared settings to change, by name (data, backbone, schedule, export, device); "
+                 "the values in effect are printed below")
+
+
+def _literal_text(value: object) -> str:
+    return json.dumps(value) if isinstance(value, str) else repr(value)
+
+
+def training_block(loss_defaults: dict | None = None) -> str:
+    """The ``TRAINING`` parameter of a loss notebook's parameters cell: an empty dict whose commented
+    entries are every shared setting at its default (``loss_defaults`` where the loss has its own), so a
+    Jupyter user uncomments a line to change it. ``tools/render_docs.py`` writes it into the notebooks."""
+    loss_defaults = loss_defaults or {}
+    check_training(loss_defaults, "a loss's training_defaults")
+    lines = ["TRAINING: dict = {",
+             "    # every shared setting at its default (facecore.settings): uncomment a line to change it"]
+    for name, s in TRAINING_SETTINGS.items():
+        note = " (this loss's default)" if name in loss_defaults else ""
+        value = _literal_text(loss_defaults.get(name, s.default))
+        lines.append(f"    # {json.dumps(name)}: {value},  # {s.help}{note}")
+    return "\n".join(lines + [f"}}  # {TRAINING_HELP}"])
 
 
 def main() -> None:

@@ -26,6 +26,7 @@ import numpy as np
 
 from .align import template, warp_face
 from .registry import Registry
+from .runtime import progress_bar
 
 _TEACHERS = Registry("teacher", add_with="facecore.teachers.register_teacher", unique=True)
 
@@ -190,7 +191,6 @@ def teacher_crops(src_root: str | os.PathLike, aligned_dir: str | os.PathLike, t
     """The teacher's own crops of every face an alignment folder found (``align_folder``'s manifest in
     ``aligned_dir``: box and landmarks of each photo of ``src_root``), as JPEGs (quality 95) under
     ``dst`` with the same relative names. Resumable: existing crops are kept. Returns ``dst``."""
-    from tqdm.auto import tqdm
 
     from .files import OK, atomic_write_bytes, encode_jpeg, load_rgb
     from .folder import landmarks_of, read_manifest
@@ -200,7 +200,7 @@ def teacher_crops(src_root: str | os.PathLike, aligned_dir: str | os.PathLike, t
     dst = Path(dst)
     todo = [i for i, out in enumerate(m.output) if not (dst / out).exists()]
     boxes, lms = m[["x1", "y1", "x2", "y2"]].to_numpy(np.float64), landmarks_of(m)
-    for i in tqdm(todo, desc=f"{teacher.name} crops", unit="face", disable=not progress or not todo):
+    for i in progress_bar(todo, desc=f"{teacher.name} crops", unit="face", disable=not progress or not todo):
         img = load_rgb(Path(src_root) / m.path.iloc[i], max_side=None)
         if img.status == OK:
             atomic_write_bytes(dst / m.output.iloc[i], encode_jpeg(teacher.align(img.rgb, boxes[i], lms[i]), 95))

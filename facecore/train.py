@@ -28,7 +28,7 @@ from .losses import build_loss, distill_targets
 from .models import create_model, default_input_size, recalibrate_bn  # noqa: F401 (re-export)
 from .paths import project_path
 from .preprocessing import ALIGN_SIZE, cache_crop_size
-from .runtime import autocast, dist_rank_world, set_threads, setup_distributed
+from .runtime import autocast, dist_rank_world, progress_bar, set_threads, setup_distributed
 from .trainconfig import TrainConfig
 from .trainstate import load_last, restore_generators, rng_states, write_history
 from .validate import embedding_spread, evaluate_classifier, evaluate_pairs, lfw_eval
@@ -198,13 +198,12 @@ def _epoch_batches(run: _Run, epoch: int) -> list[np.ndarray]:
 
 def _train_epoch(run: _Run, epoch: int, batches: list[np.ndarray], progress: bool) -> dict:
     """One pass over this rank's batches; the epoch's row of the history (summed over ranks)."""
-    from tqdm.auto import tqdm
 
     cfg, world = run.cfg, run.world
     steps_per_epoch = len(batches) // world
     run.ddp.train()
     tot, n_seen, aug = 0.0, 0, augmentation(cfg.augment)
-    bar = tqdm(batches[run.rank::world], desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
+    bar = progress_bar(batches[run.rank::world], desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
                disable=not progress or run.rank > 0, leave=False)
     for step, b in enumerate(bar):
         for g in run.opt.param_groups:

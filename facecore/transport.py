@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .files import atomic_write_bytes
+from .runtime import progress_bar
 
 TABLE = "teacher.npz"
 
@@ -67,7 +68,6 @@ def pack(roots: dict[str, str | os.PathLike], dst: str | os.PathLike, teacher, c
     ``cache_key``). Returns counts and sizes."""
     from multiprocessing import get_context
 
-    from tqdm.auto import tqdm
 
     from .distill import scan_unlabelled, teacher_targets
 
@@ -82,7 +82,7 @@ def pack(roots: dict[str, str | os.PathLike], dst: str | os.PathLike, teacher, c
     if len(set(keys)) != len(keys):
         raise ValueError("pack: two crops map to the same packed name (same path but for the extension)")
     with get_context("spawn").Pool(max(1, workers)) as pool:
-        data = list(tqdm(pool.imap(_webp, [(f, quality) for f in files], chunksize=64), total=len(files),
+        data = list(progress_bar(pool.imap(_webp, [(f, quality) for f in files], chunksize=64), total=len(files),
                          desc="webp", unit="crop", disable=not progress))
     parts = _write_parts(list(zip(keys, data)), dst, part_mib)
     table = io.BytesIO()

@@ -17,7 +17,7 @@ def need_data(*parts: str) -> Path:
     """The data path, or skip (fail under CI=true) with a reason naming what is missing."""
     p = data_root().joinpath(*parts)
     if not p.exists():
-        msg = f"needs {p} (set FACECORE_DATA to the shared data folder; README 'Data')"
+        msg = f"needs {p} (set FACECORE_DATA to the shared data folder; docs/data.md)"
         if IN_CI:
             pytest.fail("CI=true but " + msg)
         pytest.skip(msg)

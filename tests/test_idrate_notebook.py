@@ -4,6 +4,7 @@ from __future__ import annotations
 import nbformat
 import numpy as np
 import pandas as pd
+import pytest
 
 from conftest import ROOT, need_data
 
@@ -22,6 +23,14 @@ def test_notebook_is_committed_stripped_with_a_parameters_cell():
     assert all(n.isupper() for n in names) and all("#" in ln for ln in lines)
     assert set(TINY) | {"LFW_ALIGNED", "OUTPUT_DIR", "CACHE_DIR"} <= set(names)
     assert all(not c.get("outputs") and c.get("execution_count") is None for c in nb.cells if c.cell_type == "code")
+
+
+def test_a_small_run_may_not_write_the_committed_results(tmp_path):
+    import papermill as pm
+
+    with pytest.raises(pm.PapermillExecutionError, match="committed full-protocol results"):
+        pm.execute_notebook(str(NOTEBOOK), str(tmp_path / "executed.ipynb"), kernel_name="python3",
+                            parameters={**TINY, "OUTPUT_DIR": "id_rate"}, cwd=str(NOTEBOOK.parent), progress_bar=False)
 
 
 def test_notebook_tiny_run(tmp_path):
@@ -54,6 +63,11 @@ def test_notebook_tiny_run(tmp_path):
         assert row["n_negatives"] == (q * q - int((sizes ** 2).sum())) // 2 + q * d
     md = (out / "results.md").read_text()
     assert "random-inceptionresnetv1" in md and "TPR@FPR=0.01" in md
+    assert "> **Not the full protocol**: subset" in md  # a small run says so, in the table and the CSV
+    assert table["protocol"].str.contains("MAX_QUERY_IDENTITIES=4").all()
+    executed = (tmp_path / "executed.ipynb").read_text()
+    assert "Not the full protocol" in executed
+    assert executed.count("application/vnd.jupyter.widget-view+json") == 1  # the threshold explorer; text bars
     for png in ("roc_curves.png", "comparison1.png", "comparison2.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert np.isfinite(table.select_dtypes("number").to_numpy(float)).all()

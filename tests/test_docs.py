@@ -1,0 +1,95 @@
+"""tools/render_docs.py: the README's and docs/' generated tables equal what the notebooks' files give,
+the loss notebooks' TRAINING entries equal facecore.settings; the README stays short and its figures
+generated; no diary wording."""
+from __future__ import annotations
+
+import importlib.util
+import re
+
+import pytest
+
+from conftest import ROOT
+from facecore.settings import TRAINING_SETTINGS, training_block
+
+
+def _render_docs():
+    spec = importlib.util.spec_from_file_location("render_docs", ROOT / "tools" / "render_docs.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+rd = _render_docs()
+DOCS = [ROOT / "README.md", ROOT / "CONTRIBUTING.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def test_nothing_is_stale():
+    """Every generated block and TRAINING entry equals its source (else: python tools/render_docs.py)."""
+    assert {str(p.relative_to(ROOT)) for p in rd.stale()} == set()
+    assert rd.main(["--check"]) == 0
+
+
+def test_a_block_is_replaced_by_its_source(tmp_path, monkeypatch):
+    monkeypatch.setitem(rd.GENERATORS, "toy", lambda: "| a |\n|---|\n| 1 |\n")
+    text = "x\n<!-- table:toy -->\n| a |\n|---|\n| 0 |\n<!-- /table -->\ny\n"
+    assert rd.splice(text) == "x\n<!-- table:toy -->\n| a |\n|---|\n| 1 |\n<!-- /table -->\ny\n"
+    included = rd.render("id_rate/results.md")
+    assert included == (ROOT / "id_rate" / "results.md").read_text().split("\n", 2)[2]  # without its title
+    with pytest.raises(ValueError, match="neither a generated table"):
+        rd.splice("<!-- table:nope.md -->\n<!-- /table -->")
+
+
+def test_an_edited_figure_is_stale(tmp_path, monkeypatch):
+    readme = tmp_path / "README.md"
+    readme.write_text((ROOT / "README.md").read_text().replace("| 97.17 +- 0.82 |", "| 97.93 +- 0.41 |", 1))
+    monkeypatch.setattr(rd, "documents", lambda: [readme])
+    assert list(rd.stale()) == [readme]
+
+
+def test_a_headed_model_needs_its_backbone_row(monkeypatch):
+    rows = rd._benchmark_rows()
+    monkeypatch.setattr(rd, "_benchmark_rows", lambda: {k: v for k, v in rows.items() if not k.endswith(rd.HEADLESS)})
+    with pytest.raises(ValueError, match="no row 'distill-inceptionresnetv1-no-head'"):
+        rd.shipped_models()
+
+
+def test_training_entry_lists_every_setting_with_the_loss_default():
+    block = training_block({"LR": 0.05})
+    assert block.startswith("TRAINING: dict = {") and block.splitlines()[-1].startswith("}  # ")
+    entries = re.findall(r'^    # "(\w+)": (.+?),  # ', block, re.M)
+    assert [n for n, _ in entries] == list(TRAINING_SETTINGS)
+    assert dict(entries)["LR"] == "0.05" and dict(entries)["EPOCHS"] == repr(TRAINING_SETTINGS["EPOCHS"].default)
+    ns: dict = {}
+    exec(block, ns)  # the commented entries leave an empty dict: every default stays in force
+    assert ns["TRAINING"] == {}
+
+
+@pytest.mark.parametrize("nb", sorted(rd.LOSS_NOTEBOOKS))
+def test_loss_notebook_parameters_show_every_setting(nb):
+    from facecore.pipeline import notebook_parameters
+
+    assert notebook_parameters(nb)["TRAINING"] == ("dict", {})
+    text = (ROOT / nb).read_text()
+    assert all(f'\\"{name}\\": ' in text for name in TRAINING_SETTINGS)
+
+
+def test_readme_is_short_and_its_figures_are_generated():
+    text = (ROOT / "README.md").read_text()
+    assert len(text.splitlines()) <= 250
+    prose = re.sub(r"<!-- table:.*?<!-- /table -->", "", text, flags=re.S)
+    prose = re.sub(r"```.*?```", "", prose, flags=re.S)
+    prose = re.sub(r"`[^`]*`", "", prose)
+    assert re.findall(r"\d+\.\d+", prose) == []  # a measured figure belongs in a generated table
+
+
+@pytest.mark.parametrize("path", DOCS, ids=lambda p: p.name)
+def test_no_diary_wording(path):
+    hits = [ln for ln in path.read_text().splitlines() if re.search(r"session|#1[0-9]| I ", ln, re.I)]
+    assert hits == []
+
+
+@pytest.mark.parametrize("path", DOCS, ids=lambda p: p.name)
+def test_links_resolve(path):
+    for target in re.findall(r"\]\(([^)#\s]+)", path.read_text()):
+        if not target.startswith("http"):
+            assert (path.parent / target).exists(), f"{path.name}: {target}"
