@@ -27,13 +27,16 @@ import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
-from facecore.recognizer import REALTIME_FPR, ModelChoiceError, input_path
+from facecore.recognizer import REALTIME_FPR, ModelChoiceError, cli_message, input_path
 
 ROOT = Path(__file__).resolve().parent
 
 
 class UsageError(Exception):
-    """Bad input: reported as one line on stderr, exit code 2."""
+    """Bad input: reported as one line on stderr, exit code 2 (a library error's parameters as flags)."""
+
+    def __init__(self, message: str):
+        super().__init__(cli_message(str(message)))
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -189,7 +192,7 @@ def run(args: argparse.Namespace) -> dict:
                                embed_every=args.embed_every, flip=args.flip, min_score=args.min_score,
                                min_rel_side=args.min_rel_side, bf16=args.bf16)
         try:
-            rec = Recognizer.from_name(args.model_name, people, fpr=args.fpr, threshold=args.threshold,
+            rec = Recognizer.from_name(model_name=args.model_name, people_faces=people, fpr=args.fpr, threshold=args.threshold,
                                        checkpoint=args.checkpoint, device=args.device, config=cfg,
                                        cache_dir=args.cache_dir, head=args.head)
         except ModelChoiceError as e:
@@ -327,7 +330,7 @@ def _main(args: argparse.Namespace) -> int:
     try:
         report = run(args)
     except (UsageError, ModelChoiceError, SourceError) as e:
-        print(f"realtime.py: error: {e}", file=sys.stderr)
+        print(f"realtime.py: error: {cli_message(str(e))}", file=sys.stderr)  # library errors name parameters
         return 2
     except KeyboardInterrupt as e:
         print(f"realtime.py: stopped ({e or 'SIGINT'}) before the first frame; nothing written", file=sys.stderr)
