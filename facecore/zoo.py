@@ -14,9 +14,10 @@ from pathlib import Path
 
 from . import zoo_table
 from .files import atomic_write_text, file_digest
-from .paths import PROJECT_ROOT, user_models_dir
+from .paths import PROJECT_ROOT, in_checkout, user_models_dir
 
 TABLE_FILE = Path(zoo_table.__file__)
+BESIDE = "the checkout, or the installed package"  # PROJECT_ROOT: the checkout or the folder holding the package
 
 
 class ModelNotFoundError(FileNotFoundError):
@@ -25,7 +26,7 @@ class ModelNotFoundError(FileNotFoundError):
 
 def model_dirs() -> list[tuple[Path, str]]:
     """(folder, how it was chosen) where shipped models are looked for, in order."""
-    dirs = [(PROJECT_ROOT, "checkout or package")]
+    dirs = [(PROJECT_ROOT, BESIDE)]
     env = os.environ.get("FACECORE_MODELS")
     if env:
         dirs.append((Path(env).expanduser(), "$FACECORE_MODELS"))
@@ -37,7 +38,7 @@ def candidates(name: str) -> list[Path]:
     rel = Path(_entry(name))
     out = []
     for folder, how in model_dirs():  # a models folder holds <name>.pt, or is a checkout: the same path
-        for p in (folder / rel,) if how == "checkout or package" else (folder / rel.name, folder / rel):
+        for p in (folder / rel,) if how == BESIDE else (folder / rel.name, folder / rel):
             if p not in out:
                 out.append(p)
     return out
@@ -54,7 +55,7 @@ def checkpoint_path(name: str) -> Path:
     """The checkpoint file of shipped model ``name``; ModelNotFoundError lists where it looked."""
     path = shipped(name)[0]
     if not path.is_file():
-        looked = "; ".join(f"{p} ({how})" for p, how in _looked(name))
+        looked = "; ".join(f"{p} ({_where(how)})" for p, how in _looked(name))
         env = "" if os.environ.get("FACECORE_MODELS") else " ($FACECORE_MODELS is unset)"
         raise ModelNotFoundError(f"model {name!r}: checkpoint {Path(_entry(name)).name} not found; looked in {looked}"
                                  f"{env}; put the file in {user_models_dir()} or set FACECORE_MODELS to a folder "
@@ -76,7 +77,7 @@ def _entry(name: str) -> str:
 
 def _looked(name: str) -> list[tuple[Path, str]]:
     rel = Path(_entry(name))
-    return [(folder / rel if how == "checkout or package" else folder, how) for folder, how in model_dirs()]
+    return [(folder / rel if how == BESIDE else folder, how) for folder, how in model_dirs()]
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -138,3 +139,7 @@ def record_hash(path: str | os.PathLike, config_file: str | os.PathLike | None =
         zoo_table.sha256[name] = digest  # the table in memory follows the file
     print(f"{cfg.name}: sha256[{name!r}] = {digest}")
     return name, digest
+
+
+def _where(how: str) -> str:
+    return ("checkout" if in_checkout() else "installed package") if how == BESIDE else how
