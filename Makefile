@@ -1,5 +1,6 @@
 # `make demo` and `make test` set everything up on a fresh machine (venv + requirements + facecore,
-# installed editable) and run.
+# installed editable, with the checkout's root on the venv's path for the notebooks' config.py) and run.
+# Users install the package alone: pip install . (dependencies from pyproject.toml; facecore-realtime).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -14,6 +15,8 @@ $(STAMP): requirements.txt pyproject.toml
 	@echo "installing facecore into $(VENV) (editable: notebooks, tests, benches and realtime.py import it from anywhere) ..."
 	@$(VENV)/bin/pip install -q --disable-pip-version-check --no-deps -e . 2>/dev/null \
 		|| $(VENV)/bin/pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@# the notebooks' config.py is not part of the package: the checkout's root goes on the dev venv's path
+	@$(PY) -c "import pathlib, sysconfig; pathlib.Path(sysconfig.get_paths()['purelib'], 'facecore-checkout.pth').write_text('$(CURDIR)\n')"
 	@cd /tmp && $(abspath $(PY)) -c "import torch, facenet_pytorch, efficientnet_pytorch, cv2, papermill, facecore, config" \
 		|| (echo "install failed"; exit 1)
 	@rm -f $(VENV)/.installed-*; touch $(STAMP)

@@ -22,10 +22,10 @@ import numpy as np
 from .embed import embed_files, prune_cache
 from .files import IMAGE_EXTENSIONS, NO_FACE, OK, UNREADABLE
 from .models import Embedder
-from .paths import PROJECT_ROOT
+from .paths import USER_CACHE, cache_path
 from .tracking import UNKNOWN
 
-DEFAULT_CACHE_DIR = PROJECT_ROOT / "cache" / "gallery"
+DEFAULT_CACHE_DIR = USER_CACHE  # gallery/ in facecore.paths.cache_root(), resolved when used
 
 
 @dataclass
@@ -78,11 +78,13 @@ def build_gallery(root: str | os.PathLike, embedder: Embedder, detector=None,
     """Embed every person's photos (cached) and combine them into one template per person.
 
     ``detector``: an object, a registered name or None (MTCNN, ``facecore.detectors``). The cache
-    (one folder per gallery: entries of photos not in ``root`` are deleted) is keyed by contents.
+    (one folder per gallery: entries of photos not in ``root`` are deleted) is keyed by contents;
+    by default it is ``gallery/`` in ``facecore.paths.cache_root()``, None: no cache.
 
     Problems (no face, several faces, unreadable, a person with no usable photo, an empty
     gallery) are collected in ``Gallery.problems`` and issued as ``UserWarning``s.
     """
+    cache_dir = cache_path(cache_dir, "gallery")
     people = find_people(root)
     paths = [p for photos in people.values() for p in photos]
     emb = embed_files(paths, embedder, detector=detector, cache_dir=cache_dir, flip=True, progress=progress)

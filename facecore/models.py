@@ -143,7 +143,7 @@ class Embedder:
 def load_embedder(path: str | os.PathLike, device: str = "cpu") -> Embedder:
     """Rebuild the network a checkpoint describes, load its weights (as float32) and return it.
 
-    A shipped model (``config.params``) is checked against its recorded SHA-256, any other
+    A shipped model (``facecore.zoo_table.params``) is checked against its recorded SHA-256, any other
     checkpoint against its zip CRCs; weights that do not fit the architecture named in
     meta raise one line naming the file."""
     from .zoo import verify_shipped

@@ -12,7 +12,7 @@ query/distractor split). Add one with ``register_protocol``::
         return {"summary": {"my-set": accuracy}}
 
 Faces are found by one detector (``detector``: a name or object, ``facecore.detectors``) and go the
-one path detect -> align (``align_folder``, crops cached under ``cache/aligned``) -> embed
+one path detect -> align (``align_folder``, crops cached under ``aligned/`` of ``paths.cache_root()``) -> embed
 (``embed_files``).
 """
 from __future__ import annotations
@@ -24,11 +24,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .paths import PROJECT_ROOT
+from .paths import cache_root
 from .registry import Registry
 
 PROTOCOLS = Registry("protocol", add_with="facecore.protocols.register_protocol")
-ALIGNED_ROOT = PROJECT_ROOT / "cache" / "aligned"
 LFW_ALIGN = {"min_face_frac": 0.2}  # the alignment stage's settings (notebooks/face-detection-and-alignment)
 # ArcFace, ResNet-50 trained on CASIA-WebFace (Deng et al., CVPR 2019, table 2); their CFP-FP uses
 # insightface's own crops, not this module's alignment.
@@ -64,12 +63,12 @@ def pair_result(embeddings: np.ndarray, i1: np.ndarray, i2: np.ndarray, issame: 
 def _images(src: Path, aligned_dir, default: str, detector, progress: bool) -> tuple[Path, bool]:
     """(image root, whether it holds aligned crops). A given ``aligned_dir`` that exists holds the
     crops; one that does not exist means the raw photos, faces detected on the fly. Without
-    ``aligned_dir`` the crops are made (once, resumably) under ``cache/aligned/<default>``."""
+    ``aligned_dir`` the crops are made (once, resumably) under ``aligned/<default>`` of ``paths.cache_root()``."""
     from .folder import MANIFEST, align_folder
 
     if aligned_dir:
         return (Path(aligned_dir), True) if Path(aligned_dir).is_dir() else (src, False)
-    dst = ALIGNED_ROOT / default
+    dst = cache_root() / "aligned" / default
     if not (dst / MANIFEST).exists():
         align_folder(src, dst, detector=detector, progress=progress, **LFW_ALIGN)
     return dst, True
@@ -103,7 +102,7 @@ def _cfp(protocol: str, embedder, data_root: Path, aligned_dir=None, detector: A
     from .embed import embed_files
 
     root = Path(data_root) / "cfp"
-    dst = Path(aligned_dir) if aligned_dir else ALIGNED_ROOT / "cfp-112"
+    dst = Path(aligned_dir) if aligned_dir else cache_root() / "aligned" / "cfp-112"
     counts = align_cfp(root, dst, detector=detector, progress=progress, **LFW_ALIGN)
     files, (i1, i2, issame, folds) = cfp_protocol(root, protocol)
     e = embed_files([dst / f for f in files], embedder, aligned=True, flip=flip, cache_dir=cache_dir, progress=progress)

@@ -27,9 +27,9 @@ import warnings
 from pathlib import Path
 
 from .files import atomic_write_text
-from .paths import PROJECT_ROOT
+from .paths import PROJECT_ROOT, cache_root, in_checkout
 from .realtime_loop import LoopOptions, process, signals_deferred, stop_on_signals
-from .recognizer import GALLERY_CACHE, REALTIME_FPR, ModelChoiceError, input_path
+from .recognizer import REALTIME_FPR, ModelChoiceError, cli_message, input_path
 from .video import SourceError
 from .video_out import OutputError
 
@@ -39,8 +39,10 @@ class UsageError(Exception):
 
 
 def default_paths() -> dict[str, Path]:
-    """Defaults of the path flags, in one place: the checkout's people_faces/ and the gallery cache."""
-    return {"people_faces": PROJECT_ROOT / "people_faces", "cache_dir": GALLERY_CACHE}
+    """Defaults of the path flags, in one place: people_faces/ of the checkout (of the current folder when
+    installed) and the gallery cache under ``facecore.paths.cache_root()``."""
+    people = PROJECT_ROOT / "people_faces" if in_checkout() else Path("people_faces")
+    return {"people_faces": people, "cache_dir": cache_root() / "gallery"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     d, paths = RecognizerConfig(), default_paths()  # the pipeline's defaults, stated once in facecore
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model_name", help="a shipped model from config.params (default: config.DEFAULT_MODEL)")
+    p.add_argument("--model_name", help="a shipped model (facecore.zoo; default: the default model)")
     p.add_argument("--checkpoint", help="a facecore checkpoint file instead of a shipped model")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     src = p.add_mutually_exclusive_group()
@@ -109,6 +111,7 @@ def flag_message(message: str, flags: set[str] | None = None) -> str:
     """A library error as the command line says it: a leading parameter name (``output_path ...``,
     ``people_faces: ...``) that is also a flag becomes the flag (``--output_path ...``)."""
     flags = flags if flags is not None else _flags()
+    message = cli_message(message)
     head = message.split(" ", 1)[0].split(":", 1)[0]
     return f"--{message}" if head in flags else message
 
@@ -221,7 +224,7 @@ def run(args: argparse.Namespace) -> dict:
                                embed_every=args.embed_every, flip=args.flip, min_score=args.min_score,
                                min_rel_side=args.min_rel_side, bf16=args.bf16)
         try:
-            rec = Recognizer.from_name(args.model_name, people, fpr=args.fpr, threshold=args.threshold,
+            rec = Recognizer.from_name(model_name=args.model_name, people_faces=people, fpr=args.fpr, threshold=args.threshold,
                                        checkpoint=args.checkpoint, device=args.device, config=cfg,
                                        cache_dir=args.cache_dir, head=args.head)
         except ModelChoiceError as e:

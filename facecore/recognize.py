@@ -1,6 +1,12 @@
-"""Per-frame recognition: detect -> align -> embed -> match, fast enough for live video on a CPU.
+"""Recognition of photos and of video frames: detect -> align -> embed -> match against a gallery.
 
-``Recognizer`` (realtime.py's pipeline) runs MTCNN on a reduced copy of the frame every
+    rec = Recognizer.from_name(people_faces="people_faces")  # default model; its 1 % LFW FPR threshold
+    for face in rec.identify("photo.jpg"):                    # a path, a PIL image or an RGB array
+        print(face.name, face.similarity, face.box)
+    rec.verify("a.jpg", "b.jpg").same                         # two photos of one person?
+
+``identify`` and ``verify`` are stateless. ``process(frame)`` is the video tracker (realtime.py's
+pipeline), fast enough for live video on a CPU: it runs MTCNN on a reduced copy of the frame every
 ``detect_every`` frames (every ``search_every`` while no face is tracked), or at once when a track
 is lost or the scene cuts; in between, tracks follow their faces with optical flow
 (``facecore.tracking.FlowTracker``). A track is embedded when it starts and again every
@@ -20,7 +26,9 @@ from .detect import FaceDetector, plausible_faces
 from .detectors import create_detector
 from .faces import detect_align
 from .gallery import Gallery
+from .images import as_rgb
 from .models import Embedder
+from .photos import Verification, photo_face, verification
 from .runtime import autocast, native_bf16
 from .tracking import UNKNOWN, FlowTracker, Track, match_boxes
 
@@ -52,7 +60,9 @@ class RecognizerConfig:
 
 @dataclass
 class FaceResult:
-    """One face in one frame, in frame pixels."""
+    """One face of a photo or frame, in its pixels: ``box`` (x1, y1, x2, y2), ``landmarks`` (5 x (x, y):
+    eyes, nose, mouth corners), the gallery's best ``name`` (``Unknown`` below the threshold) and its
+    cosine ``similarity``; ``track_id``: the video track (-1 for photos)."""
 
     box: np.ndarray
     landmarks: np.ndarray
@@ -63,7 +73,7 @@ class FaceResult:
 
 @dataclass
 class Recognizer:
-    """Tracking recognizer: ``process(frame)`` -> the faces of that RGB frame."""
+    """A gallery matcher: ``identify(photo)`` and ``verify(a, b)`` for photos, ``process(frame)`` for video."""
 
     embedder: Embedder
     gallery: Gallery
@@ -73,15 +83,31 @@ class Recognizer:
     frame_index: int = -1
     counts: Counter = field(default_factory=Counter)
     threshold_origin: str = ""  # where the threshold comes from (from_name: the checkpoint's FPR table, ...)
+    photo_detector: FaceDetector | str | None = None  # identify/verify's detector (None: MTCNN's defaults, as the gallery)
 
     @classmethod
-    def from_name(cls, model_name: str | None = None, people_faces=None, **kwargs) -> "Recognizer":
-        """A recognizer of the people in ``people_faces`` (default ``people_faces/``) with a shipped
-        model (``config.params``; default ``config.DEFAULT_MODEL``) and its LFW threshold at ``fpr``
-        (``facecore.recognizer.from_name`` lists the options)."""
+    def from_name(cls, *, model_name: str | None = None, people_faces=None, **kwargs) -> "Recognizer":
+        """A recognizer of the people in ``people_faces`` (a folder: one sub-folder or photo per person)
+        with a shipped model (default: the default model) and its LFW threshold at ``fpr`` (default
+        0.01); ``facecore.recognizer.from_name`` lists the options. Keyword arguments only."""
         from .recognizer import from_name
 
-        return from_name(model_name, **({"people_faces": people_faces} if people_faces else {}), **kwargs)
+        return from_name(model_name=model_name, people_faces=people_faces, **kwargs)
+
+    def identify(self, image, bgr: bool = False) -> list[FaceResult]:
+        """Every face of one photo (detection score >= ``config.min_score``), best first, each named from
+        the gallery; stateless. ``image``: a path, a PIL image or a uint8 RGB array (grey or RGBA too;
+        an OpenCV BGR array with ``bgr=True``)."""
+        rgb = as_rgb(image, bgr, "image")
+        return recognize_frame(rgb, self._photos(), self.embedder, self.gallery, self.threshold, self.config.flip,
+                               self.config.min_score, 0.0, self.bf16)
+
+    def verify(self, a, b, bgr: bool = False) -> Verification:
+        """Whether photos ``a`` and ``b`` (as ``identify`` takes them) show one person: the similarity of
+        their centre-largest faces against the threshold. ValueError naming ``a`` or ``b`` without a face."""
+        faces = [photo_face(as_rgb(x, bgr, p), self._photos(), self.embedder, self.config.flip, self.bf16, p)
+                 for x, p in ((a, "a"), (b, "b"))]
+        return verification(faces[0], faces[1], self.threshold)
 
     def __post_init__(self) -> None:
         import cv2
@@ -103,8 +129,11 @@ class Recognizer:
         self._prev_grey: np.ndarray | None = None
         self._prev_thumb: np.ndarray | None = None
 
-    def process(self, frame: np.ndarray) -> list[FaceResult]:
-        """Update the tracks with one frame and return its visible faces."""
+    def process(self, frame: np.ndarray, bgr: bool = False) -> list[FaceResult]:
+        """The video tracker: update the tracks with the next frame of a stream and return its visible
+        faces (``track_id`` follows a face across frames). Frames are RGB uint8 arrays (an OpenCV BGR
+        frame with ``bgr=True``); for unrelated photos use ``identify``."""
+        frame = as_rgb(frame, bgr, "frame")
         self.frame_index += 1
         grey, scale = self._grey(frame)
         thumb = self._cv2.resize(grey, (32, 18), interpolation=self._cv2.INTER_AREA).astype(np.float32)
@@ -128,6 +157,14 @@ class Recognizer:
         return [self._result(t) for t in self.tracks if not t.lost]
 
     # -- internals --------------------------------------------------------------------------
+    def _photos(self):
+        """The photo detector, made on first use."""
+        if self.photo_detector is None or self.photo_detector == "mtcnn":
+            self.photo_detector = create_detector("mtcnn", device=self.embedder.device)
+        elif isinstance(self.photo_detector, str):
+            self.photo_detector = create_detector(self.photo_detector)
+        return self.photo_detector
+
     def _grey(self, frame: np.ndarray) -> tuple[np.ndarray, float]:
         """The frame reduced to the detector's size, in grey, and the factor back to frame pixels."""
         cv2 = self._cv2

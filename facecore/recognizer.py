@@ -1,21 +1,24 @@
 """A ready ``Recognizer`` from a model name: checkpoint resolution, threshold choice, gallery.
 
-    rec = Recognizer.from_name("ce-inceptionresnetv1-min10", "people_faces", fpr=0.01)
-    faces = rec.process(frame_rgb)
+    rec = Recognizer.from_name(people_faces="people_faces")   # the default model, its 1 % FPR threshold
+    faces = rec.identify("photo.jpg")                         # or rec.process(frame) on video
 
-The model is a name of ``config.params`` (default ``config.DEFAULT_MODEL``) or a checkpoint file;
-the threshold is the one the checkpoint stores for LFW false-positive rate ``fpr``
+The model is a shipped model's name (``facecore.zoo_table.params``; default ``DEFAULT_MODEL``) or a
+checkpoint file; the threshold is the one the checkpoint stores for LFW false-positive rate ``fpr``
 (``meta["thresholds_by_fpr"]``), a given ``threshold``, or a fallback with a warning. Bad choices
-raise ``ModelChoiceError`` (a ValueError) with one line naming the argument and what to do.
+raise ``ModelChoiceError`` (a ValueError) with one line naming the parameter (``model_name``,
+``threshold=...``) and what to do; a command line shows them as its flags with ``cli_message``.
 """
 from __future__ import annotations
 
 import math
 import os
+import re
 import warnings
 from pathlib import Path
 
-from .paths import PROJECT_ROOT
+from . import zoo, zoo_table
+from .paths import PROJECT_ROOT, USER_CACHE, in_checkout
 
 # Default operating point: the threshold at which 1 % of LFW's mismatched pairs pass. With the
 # default model, 3 % names an audience member on the demo clip, while 1 % still names the performer's
@@ -24,11 +27,21 @@ from .paths import PROJECT_ROOT
 # its head named an audience member at 1 % and fewer of the performer's face-frames at 0.1 %.
 REALTIME_FPR = 0.01
 DEFAULT_DATA = "../shared/data"
-GALLERY_CACHE = PROJECT_ROOT / "cache" / "gallery"
+# the parameters whose names errors show as ``name=value``; a command line shows them as ``--name value``
+CLI_PARAMS = ("model_name", "checkpoint", "people_faces", "fpr", "threshold", "device", "source", "cam",
+              "output_path", "cache_dir")
 
 
 class ModelChoiceError(ValueError):
     """A model name, checkpoint, FPR or threshold that cannot be used (one line, says what to do)."""
+
+
+def cli_message(message: str) -> str:
+    """A library error as a command line shows it: ``threshold=nan`` -> ``--threshold nan``,
+    ``model_name:`` -> ``--model_name:`` (for the parameters of ``CLI_PARAMS``)."""
+    names = "|".join(CLI_PARAMS)
+    message = re.sub(rf"(?<![\w-])({names})=", r"--\1 ", message)
+    return re.sub(rf"^({names}):", r"--\1:", message)
 
 
 def input_path(path: str | os.PathLike) -> Path:
@@ -45,29 +58,26 @@ def input_path(path: str | os.PathLike) -> Path:
 def check_threshold(threshold: float | None) -> None:
     """A cosine-similarity threshold must be finite and in [-1, 1]."""
     if threshold is not None and not (math.isfinite(threshold) and -1.0 <= threshold <= 1.0):
-        raise ModelChoiceError(f"--threshold {threshold}: must be a cosine similarity in [-1, 1]")
+        raise ModelChoiceError(f"threshold={threshold}: must be a cosine similarity in [-1, 1]")
 
 
 def resolve_checkpoint(model_name: str | None = None, checkpoint: str | os.PathLike | None = None) -> Path:
-    """The checkpoint file: ``checkpoint``, else ``model_name`` or ``config.DEFAULT_MODEL`` via ``config.params``."""
+    """The checkpoint file: ``checkpoint``, else shipped model ``model_name`` (default ``DEFAULT_MODEL``),
+    looked for where ``facecore.zoo`` says."""
     if checkpoint:
         if not Path(checkpoint).is_file():
-            raise ModelChoiceError(f"--checkpoint {checkpoint}: no such file")
+            raise ModelChoiceError(f"checkpoint={checkpoint}: no such file")
         return Path(checkpoint)
-    import config
-
-    name = model_name or config.DEFAULT_MODEL
+    name = model_name or zoo_table.DEFAULT_MODEL
     if name is None:
-        raise ModelChoiceError("no model: config.DEFAULT_MODEL is unset and no --model_name was given; "
-                               f"valid names: {', '.join(sorted(config.params)) or '(none shipped yet)'}; "
-                               "or pass --checkpoint PATH")
+        raise ModelChoiceError("model_name: none given and no default model is set; valid names: "
+                               f"{', '.join(sorted(zoo_table.params)) or '(none shipped yet)'}; or give checkpoint=PATH")
     try:
-        path = config.checkpoint_path(name)
+        return zoo.checkpoint_path(name)
     except KeyError as e:
-        raise ModelChoiceError(f"--model_name: {e.args[0]}") from None
-    if not path.is_file():
-        raise ModelChoiceError(f"model {name!r}: checkpoint {path} is missing (config.params); train or fetch it first")
-    return path
+        raise ModelChoiceError(f"model_name: {e.args[0]}") from None
+    except zoo.ModelNotFoundError as e:
+        raise ModelChoiceError(f"model_name: {e}") from None
 
 
 def choose_threshold(meta: dict, fpr: float = REALTIME_FPR, threshold: float | None = None,
@@ -82,15 +92,15 @@ def choose_threshold(meta: dict, fpr: float = REALTIME_FPR, threshold: float | N
     if table:
         match = [k for k in table if math.isclose(float(k), fpr, rel_tol=1e-6)]
         if not match:
-            raise ModelChoiceError(f"--fpr {fpr}: {source} stores thresholds for FPR "
-                                   f"{', '.join(sorted(table, key=float))}; pick one or pass --threshold")
+            raise ModelChoiceError(f"fpr={fpr}: {source} stores thresholds for FPR "
+                                   f"{', '.join(sorted(table, key=float))}; pick one or give threshold=COSINE")
         return float(table[match[0]]), f"checkpoint, calibrated on LFW at FPR {float(match[0]):g}"
     if meta.get("threshold") is not None:
         at = meta.get("threshold_fpr")
-        warnings.warn(f"{source} stores one threshold (LFW FPR {at}), not a table; --fpr is ignored", UserWarning)
+        warnings.warn(f"{source} stores one threshold (LFW FPR {at}), not a table; fpr is ignored", UserWarning)
         return float(meta["threshold"]), f"checkpoint, calibrated on LFW at FPR {at}"
     warnings.warn(f"{source} stores no calibrated threshold (meta['threshold']); using the fallback "
-                  f"{FALLBACK_THRESHOLD} (set --threshold to override)", UserWarning)
+                  f"{FALLBACK_THRESHOLD} (give threshold=COSINE to override)", UserWarning)
     return FALLBACK_THRESHOLD, "fallback"
 
 
@@ -104,7 +114,7 @@ def load_model(model_name: str | None = None, checkpoint: str | os.PathLike | No
 
     check_threshold(threshold)
     if device == "cuda" and not torch.cuda.is_available():
-        raise ModelChoiceError("--device cuda: torch sees no CUDA GPU here; use --device cpu")
+        raise ModelChoiceError("device=cuda: torch sees no CUDA GPU here; use device=cpu")
     path = resolve_checkpoint(model_name, checkpoint)
     try:
         embedder = load_embedder(path, device=device)
@@ -116,22 +126,29 @@ def load_model(model_name: str | None = None, checkpoint: str | os.PathLike | No
     return embedder, thr, origin
 
 
-def from_name(model_name: str | None = None, people_faces: str | os.PathLike = PROJECT_ROOT / "people_faces",
+def from_name(*, model_name: str | None = None, people_faces: str | os.PathLike | None = None,
               fpr: float = REALTIME_FPR, threshold: float | None = None, checkpoint: str | os.PathLike | None = None,
-              device: str = "cpu", config=None, cache_dir: str | os.PathLike | None = GALLERY_CACHE,
+              device: str = "cpu", config=None, cache_dir: str | os.PathLike | None = USER_CACHE,
               detector=None, head: bool = False):
     """A ``Recognizer`` of the people in ``people_faces`` with a named model (``Recognizer.from_name``).
 
-    ``detector`` (a name or object, ``facecore.detectors``) finds the gallery's faces; the video
-    frames' detector is set by ``config`` (``RecognizerConfig``).
+    ``people_faces``: one sub-folder or photo per person (default: ``people_faces/`` of the checkout
+    when running from one, else of the current folder). ``cache_dir``: the gallery's embedding cache
+    (default ``gallery/`` in ``facecore.paths.cache_root()``; None: no cache). ``detector`` (a name or
+    object, ``facecore.detectors``) finds the gallery's faces; the video frames' detector is set by
+    ``config`` (``RecognizerConfig``).
     """
     from .gallery import build_gallery
     from .recognize import Recognizer
 
+    if people_faces is None:
+        people_faces = PROJECT_ROOT / "people_faces" if in_checkout() else Path("people_faces")
+    if not isinstance(people_faces, (str, os.PathLike)):
+        raise TypeError(f"people_faces: expected a folder path, got {type(people_faces).__name__}")
     people = input_path(people_faces)
     if not people.is_dir():
-        raise ModelChoiceError(f"--people_faces {people}: no such folder (one sub-folder or photo per person)")
+        raise ModelChoiceError(f"people_faces={people}: no such folder (one sub-folder or photo per person)")
     embedder, thr, origin = load_model(model_name, checkpoint, fpr, threshold, device, head)
     gallery = build_gallery(people, embedder, detector=detector, cache_dir=cache_dir)
     kw = {} if config is None else {"config": config}
-    return Recognizer(embedder, gallery, thr, threshold_origin=origin, **kw)
+    return Recognizer(embedder, gallery, thr, threshold_origin=origin, photo_detector=detector, **kw)

@@ -1,5 +1,5 @@
 """Turning a finished run into a shipped model: export (fp16), LFW evaluation, threshold
-calibration, and the SHA-256 that config.py records for it."""
+calibration, and the SHA-256 that the zoo table (facecore/zoo_table.py) records for it."""
 from __future__ import annotations
 
 import json
@@ -27,8 +27,8 @@ def finalize_run(run_dir: str | os.PathLike, checkpoint: str = "best.pt", export
 
     The threshold is the cosine similarity that LFW's mismatched pairs exceed at rate ``fpr``; it is
     stored in the checkpoint (``meta["threshold"]``) for realtime.py. Without ``export_path`` the run's
-    checkpoint itself is evaluated. Exporting over a shipped model (``config.params``) records the new
-    file's SHA-256 in config.py; the metrics carry it as ``sha256``.
+    checkpoint itself is evaluated. Exporting over a shipped model (``zoo_table.params``) records the new
+    file's SHA-256 in the zoo table; the metrics carry it as ``sha256``.
     """
     run_dir = project_path(run_dir)
     # Work on a private copy: a training process may replace best.pt while we evaluate.
@@ -103,7 +103,7 @@ def calibrate_checkpoint(path: str | os.PathLike, lfw_dir: str | os.PathLike, de
                          fpr: float = 1e-3) -> dict:
     """Recompute a shipped checkpoint's LFW thresholds (``threshold`` at ``fpr`` and the table at
     ``CALIBRATION_FPRS``) and store them in its meta; the weights are untouched (the file's SHA-256
-    changes and is recorded in config.py when it is a shipped model)."""
+    changes and is recorded in the zoo table when it is a shipped model)."""
     from .zoo import record_hash
 
     res = evaluate_lfw(path, lfw_dir, device, fpr)
@@ -123,7 +123,7 @@ def promote(candidate: str | os.PathLike, name: str, lfw_dir: str | os.PathLike 
     """Replace the shipped model ``name`` by the exported ``candidate`` only if it is better: both are
     measured side by side by the ``lfw`` protocol (flip embeddings, the same aligned crops), and the
     candidate must have the higher accuracy (``force``: replace anyway). On replacement the SHA-256 is
-    recorded in config.py and ``metrics_from`` (the candidate's metrics JSON) is copied to ``metrics_to``;
+    recorded in the zoo table and ``metrics_from`` (the candidate's metrics JSON) is copied to ``metrics_to``;
     ``cache_dir``: the embedding cache (``embed_files``).
     Returns both accuracies and their fold-paired difference."""
     from .metrics import paired_difference
@@ -133,7 +133,7 @@ def promote(candidate: str | os.PathLike, name: str, lfw_dir: str | os.PathLike 
 
     models = shipped_models()
     if name not in models:
-        raise ValueError(f"{name!r} is not a shipped model; config.params has {sorted(models)}")
+        raise ValueError(f"{name!r} is not a shipped model; the shipped models are {sorted(models)}")
     if not Path(candidate).is_file():
         raise FileNotFoundError(f"candidate model {candidate} not found (a finished run's export, e.g. runs/models/*.pt)")
     old_path = models[name][0]

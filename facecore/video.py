@@ -91,7 +91,7 @@ class FolderSource(FrameSource):
     def __init__(self, root: Path):
         self.root, self.paths = root, list_images(root)
         if not self.paths:
-            raise SourceError(f"--source {root}: folder has no images (.jpg, .png, ...)")
+            raise SourceError(f"source={root}: folder has no images (.jpg, .png, ...)")
         super().__init__(f"folder {root} ({len(self.paths)} images)", FOLDER_FPS)
         self.frames_total = len(self.paths)  # for a progress bar (unreadable images are warned about)
 
@@ -112,8 +112,8 @@ def open_camera(index: int) -> CaptureSource:
     ok, bgr = cap.read() if cap.isOpened() else (False, None)
     if not ok:
         cap.release()
-        raise SourceError(f"--cam {index}: camera {index} could not be opened or gave no frame "
-                          f"(no such device, or in use); try another --cam or --source PATH")
+        raise SourceError(f"cam={index}: camera {index} could not be opened or gave no frame "
+                          f"(no such device, or in use); try another cam=INDEX or source=PATH")
     fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
     return CaptureSource(cap, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), f"camera {index}", fps, live=True)
 
@@ -124,13 +124,13 @@ def open_source(path: str | os.PathLike) -> FrameSource:
     if p.is_dir():
         return FolderSource(p)
     if not p.exists():
-        raise SourceError(f"--source {p}: no such video file or folder")
+        raise SourceError(f"source={p}: no such video file or folder")
     cv2 = _quiet_cv2()
     cap = cv2.VideoCapture(str(p))
     ok, bgr = cap.read() if cap.isOpened() else (False, None)
     if not ok:
         cap.release()
-        raise SourceError(f"--source {p}: not a video OpenCV can read (unknown format or damaged file)")
+        raise SourceError(f"source={p}: not a video OpenCV can read (unknown format or damaged file)")
     fps = cap.get(cv2.CAP_PROP_FPS)
     fps = fps if fps and math.isfinite(fps) and fps > 0 else 30.0
     n = cap.get(cv2.CAP_PROP_FRAME_COUNT)
@@ -144,24 +144,26 @@ def check_output_path(path: str | os.PathLike) -> Path:
     """The output path, or ValueError when its type is unsupported or it cannot be written."""
     p = Path(path)
     if p.suffix.lower() not in OUTPUT_EXTENSIONS:
-        raise ValueError(f"output_path {p}: use a .gif or .mp4 file name")
+        raise ValueError(f"output_path={p}: use a .gif or .mp4 file name")
     return check_writable(p, "output_path")
 
 
 def check_writable(path: str | os.PathLike, flag: str) -> Path:
     """``path`` when a file can be created there (tried: a probe file in its folder, removed at once),
-    else ValueError naming ``flag`` (the parameter): a folder given as the file, a missing or read-only folder."""
+    else ValueError naming ``flag`` (a parameter name, shown as ``flag=path``, or a ``--flag``): a folder
+    given as the file, a missing or read-only folder."""
     p = Path(path)
+    what = f"{flag} {p}" if flag.startswith("-") else f"{flag}={p}"
     if p.is_dir():
-        raise ValueError(f"{flag} {p}: is a folder; give a file name inside it")
+        raise ValueError(f"{what}: is a folder; give a file name inside it")
     if not p.parent.resolve().is_dir():
-        raise ValueError(f"{flag} {p}: folder {p.parent} does not exist; create it or choose another path")
+        raise ValueError(f"{what}: folder {p.parent} does not exist; create it or choose another path")
     try:
         fd, probe = tempfile.mkstemp(prefix=f".{p.name}.probe.", dir=p.parent)
         os.close(fd)
         os.unlink(probe)
     except OSError as e:
-        raise ValueError(f"{flag} {p}: cannot write in {p.parent} ({e.strerror}); choose another folder") from None
+        raise ValueError(f"{what}: cannot write in {p.parent} ({e.strerror}); choose another folder") from None
     return p
 
 

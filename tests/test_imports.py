@@ -8,7 +8,7 @@ from pathlib import Path
 import facecore
 
 PKG = Path(facecore.__file__).parent
-BASE = {"paths", "files", "runtime", "preprocessing", "checkpoint", "zoo", "registry", "settings"}  # the base layer
+BASE = {"paths", "files", "runtime", "preprocessing", "checkpoint", "zoo", "zoo_table", "registry", "settings"}  # the base layer
 
 
 # The training/checkpoint half of the package: no cycle, even a deferred one, may pass through these.

@@ -300,8 +300,8 @@ def test_recognizer_from_name_resolves_model_and_threshold(tmp_path, checkpoint,
     from facecore.recognizer import ModelChoiceError
 
     with pytest.raises(ModelChoiceError, match="unknown model name 'nope'; valid names: .*ce-inceptionresnetv1-min10"):
-        Recognizer.from_name("nope", clip_gallery)
-    with pytest.raises(ModelChoiceError, match=r"--threshold nan"):
+        Recognizer.from_name(model_name="nope", people_faces=clip_gallery)
+    with pytest.raises(ModelChoiceError, match=r"^threshold=nan: must be a cosine"):  # the parameter, not the flag
         Recognizer.from_name(checkpoint=checkpoint, people_faces=clip_gallery, threshold=float("nan"))
     with pytest.warns(UserWarning, match="no calibrated threshold"):
         rec = Recognizer.from_name(checkpoint=checkpoint, people_faces=clip_gallery, cache_dir=tmp_path / "c")
