@@ -16,7 +16,6 @@ import argparse
 import csv
 import json
 import re
-import runpy
 import sys
 from pathlib import Path
 
@@ -33,9 +32,10 @@ REFERENCE_BUDGET_MB, TOTAL_BUDGET_MB = 120, 150  # tests/test_models.py
 
 
 def _zoo() -> tuple[dict[str, str], str | None]:
-    """(shipped name -> checkpoint path relative to ROOT, the default model) from ``config.py``."""
-    cfg = runpy.run_path(str(ROOT / "config.py"))
-    return dict(cfg["params"]), cfg.get("DEFAULT_MODEL")
+    """(shipped name -> checkpoint path relative to ROOT, the default model) from the package's zoo table."""
+    from facecore import zoo_table
+
+    return dict(zoo_table.params), zoo_table.DEFAULT_MODEL
 
 
 def _benchmark_rows() -> dict[str, dict[str, str]]:
