@@ -15,6 +15,7 @@ import os
 import warnings
 from pathlib import Path
 
+from .checks import check_cosine
 from .paths import PROJECT_ROOT
 
 # Default operating point: the threshold at which 1 % of LFW's mismatched pairs pass. With the
@@ -43,9 +44,13 @@ def input_path(path: str | os.PathLike) -> Path:
 
 
 def check_threshold(threshold: float | None) -> None:
-    """A cosine-similarity threshold must be finite and in [-1, 1]."""
-    if threshold is not None and not (math.isfinite(threshold) and -1.0 <= threshold <= 1.0):
-        raise ModelChoiceError(f"--threshold {threshold}: must be a cosine similarity in [-1, 1]")
+    """A cosine-similarity threshold must be finite and in [-1, 1] (``facecore.checks.check_cosine``,
+    which also checks the thresholds a checkpoint stores)."""
+    if threshold is not None:
+        try:
+            check_cosine(threshold, "--threshold")
+        except ValueError as e:
+            raise ModelChoiceError(str(e)) from None
 
 
 def resolve_checkpoint(model_name: str | None = None, checkpoint: str | os.PathLike | None = None) -> Path:
