@@ -224,7 +224,8 @@ def main(argv: list[str] | None = None) -> int:
                     "(a value with a path separator or ending in .yaml/.yml)")
     ap.add_argument("--stages", default="", help="comma-separated stage names to run (default: all)")
     ap.add_argument("--list", action="store_true", help="list the profile's stages and exit")
-    ap.add_argument("--dry-run", action="store_true", help="check data and print what would run")
+    ap.add_argument("--dry-run", action="store_true", help="check data and print what would run, with each "
+                    "notebook's parameters")
     ap.add_argument("--param", "-p", action="append", default=[], metavar="NAME=VALUE",
                     help="override a notebook parameter (YAML value, checked against the parameters cell) in "
                          "the stages whose notebook declares it")
@@ -266,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("MPLBACKEND", "Agg")
     for n, (i, s) in enumerate(stages, 1):
         print(f"[{n}/{len(stages)}] {s['name']}" + (" (dry run)" if args.dry_run else ""), flush=True)
+        if args.dry_run and "notebook" in s:  # what the notebook would get, -p and TRAINING applied
+            print(f"   {s['notebook']} {stage_parameters(s)}", flush=True)
         if not args.dry_run:
             t = time.time()
             run_stage(s, profile, i)
