@@ -426,6 +426,149 @@ for _target, _kib in [("o.gif", 8), ("o.mp4", 8), ("r.json", 1)]:
         lambda work, _t=_target, _k=_kib: _disk_full(work, _t, _k))
 
 
+# ----------------------------------------------------------------------------- values and profiles
+# Values that cannot be right are refused where they enter (facecore.checks, settings limits,
+# checkpoint meta and weights), before any work; a malformed profile is one line. All exit 2.
+def _spoiled_checkpoint(work: Path, name: str, change) -> Path:
+    """``checkpoint()`` with ``change(blob)`` applied, written as a user's broken file would be."""
+    import torch
+
+    blob = torch.load(checkpoint(), weights_only=True)
+    change(blob)
+    torch.save(blob, work / name)
+    return work / name
+
+
+def _nan_weights(blob: dict) -> None:
+    next(v for v in blob["state_dict"].values() if v.is_floating_point()).fill_(float("nan"))
+
+
+_META = [("weights hold NaN", _nan_weights),
+         ("meta threshold NaN", lambda b: b["meta"].update(threshold=float("nan"), threshold_fpr=0.01)),
+         ("meta thresholds_by_fpr 7.5", lambda b: b["meta"].update(thresholds_by_fpr={"0.01": 7.5})),
+         ("meta input_size 0", lambda b: b["meta"].update(input_size=0)),
+         ("meta without arch", lambda b: b["meta"].pop("arch")),
+         ("meta unknown arch", lambda b: b["meta"].update(arch="resnet9000")),
+         ("meta embedding_dim 0", lambda b: b["meta"].update(embedding_dim=0)),
+         ("meta mean of one number", lambda b: b["meta"].update(mean=[0.5])),
+         ("meta std 0", lambda b: b["meta"].update(std=[0.0, 0.0, 0.0]))]
+
+
+def _realtime_meta_probe(change) -> Callable[[Path], Outcome]:
+    def fn(work: Path) -> Outcome:
+        bad = _spoiled_checkpoint(work, "bad.pt", change)
+        r = run([PY, ROOT / "realtime.py", "--checkpoint", bad, "--source", CLIP, "--no-display",
+                 "--people_faces", PEOPLE, "--output_path", work / "o.gif", "--cache_dir", work / "cache"])
+        named = str(bad) in r.stderr
+        return Outcome(r.returncode, r.stderr, ("" if named else "error does not name the file")
+                       + (" wrote a GIF anyway" if (work / "o.gif").exists() else ""))
+    return fn
+
+
+for _what, _change in _META:
+    probe("values", f"realtime --checkpoint whose {_what}")(_realtime_meta_probe(_change))
+
+
+for _stage, _item in [("ce", "LR=nan"), ("ce", "LR=-1"), ("ce", "EPOCHS=0"), ("ce", "EPOCHS=-3"),
+                      ("ce", "BATCH_SIZE=0"), ("ce", "ARCH=resnet9000"), ("ce", "INPUT_SIZE=8"),
+                      ("ce", "TRAINING={EPOCHS: abc}"),
+                      ("ce", "TRAINING={LR: .nan}"), ("ce", "CE_SCALE=inf"), ("distill", "ARCH=resnet9000"),
+                      ("distill", "LR=0")]:
+    probe("values", f"pipeline --stages {_stage} -p {_item} --dry-run")(_pipeline_probe(_stage, _item))
+
+
+@probe("values", "pipeline -p TRAINING={EPOCHS: 5, LR: 0.2} reaches the notebook", expect=0)
+def _(work: Path) -> Outcome:
+    r = run([PY, "-m", "facecore.pipeline", "--profile", "smoke", "--stages", "ce", "-p",
+             "TRAINING={EPOCHS: 5, LR: 0.2}", "--dry-run"])
+    ok = "'EPOCHS': 5, 'LR': 0.2" in r.stdout
+    return Outcome(r.returncode, r.stderr, "" if ok else "the profile's EPOCHS/LR reach the notebook instead")
+
+
+def _train(work: Path, *sets: str) -> subprocess.CompletedProcess:
+    return run([PY, "-m", "facecore.train", "--out", work / "run", "--quiet", *[a for s in sets for a in ("--set", s)]])
+
+
+def _train_set_probe(item: str) -> Callable[[Path], Outcome]:
+    def fn(work: Path) -> Outcome:
+        r = _train(work, item)
+        return Outcome(r.returncode, r.stderr, "made the run folder" if (work / "run").exists() else "")
+    return fn
+
+
+for _item in ["lr=NaN", "lr=-1", "epochs=0", "batch_size=0", 'arch="resnet9000"', 'epochs="3"', "lr"]:
+    probe("values", f"train --set {_item}")(_train_set_probe(_item))
+
+
+def _two_people(work: Path) -> Path:
+    from PIL import Image
+
+    for who in ("a", "b"):
+        (work / "data" / who).mkdir(parents=True)
+        for i in range(3):
+            grey = np.full((112, 112, 3), 40 * i + (who == "b") * 100, np.uint8)
+            Image.fromarray(grey).save(work / "data" / who / f"{i}.jpg")
+    return work / "data"
+
+
+@probe("values", "train resuming a last.pt whose weights hold NaN")
+def _(work: Path) -> Outcome:
+    data = _two_people(work)
+    (work / "run").mkdir()
+    last = _spoiled_checkpoint(work / "run", "last.pt", _nan_weights)
+    before = last.read_bytes()
+    r = _train(work, f'data_dir="{data}"', 'lfw_dir=""', "min_images=1", "epochs=1", f'cache_dir="{work / "cache"}"')
+    return Outcome(r.returncode, r.stderr, "" if last.read_bytes() == before else "last.pt was replaced")
+
+
+@probe("values", "train --set init_from=<a checkpoint whose weights hold NaN>")
+def _(work: Path) -> Outcome:
+    data = _two_people(work)
+    bad = _spoiled_checkpoint(work, "bad.pt", _nan_weights)
+    r = _train(work, f'data_dir="{data}"', 'lfw_dir=""', "min_images=1", "epochs=1", f'cache_dir="{work / "cache"}"',
+               f'init_from="{bad}"')
+    return Outcome(r.returncode, r.stderr, "wrote last.pt" if (work / "run" / "last.pt").exists() else "")
+
+
+_CE = "notebook: notebooks/ce-loss/ce-loss.ipynb"
+_PROFILES = [("bad YAML", "stages: [\n"), ("stages: [1, 2]", "stages: [1, 2]\n"),
+             ("a list at top level", "- a\n- b\n"), ("empty file", ""),
+             ("a stage without notebook or command", "stages:\n  - name: x\n"),
+             ("a missing notebook file", "stages:\n  - {name: x, notebook: notebooks/nope.ipynb}\n"),
+             ("an unknown stage key", f"stages:\n  - {{name: x, {_CE}, params: {{}}}}\n"),
+             ("an unknown top-level key", "stages: []\nextra: 1\n"),
+             ("a setting given flat and in TRAINING",
+              f"stages:\n  - {{name: x, {_CE}, parameters: {{EPOCHS: 1, TRAINING: {{EPOCHS: 2}}}}}}\n"),
+             ("a setting out of range (LR: .nan)", f"stages:\n  - {{name: x, {_CE}, parameters: {{LR: .nan}}}}\n")]
+
+
+def _profile_probe(text: str) -> Callable[[Path], Outcome]:
+    def fn(work: Path) -> Outcome:
+        (work / "p.yaml").write_text(text)
+        r = run([PY, "-m", "facecore.pipeline", "--profile", work / "p.yaml", "--dry-run"])
+        one = len(r.stderr.strip().splitlines()) == 1
+        return Outcome(r.returncode, r.stderr, "" if one else "not one line")
+    return fn
+
+
+for _what, _text in _PROFILES:
+    probe("profiles", f"--profile FILE with {_what}")(_profile_probe(_text))
+
+
+@probe("profiles", "--profile missing.yaml (a path: no such file)")
+def _(work: Path) -> Outcome:
+    r = run([PY, "-m", "facecore.pipeline", "--profile", work / "missing.yaml", "--list"])
+    return Outcome(r.returncode, r.stderr)
+
+
+@probe("profiles", "--profile ./FILE.yml by path runs its stages", expect=0)
+def _(work: Path) -> Outcome:
+    (work / "mine.yml").write_text("stages:\n  - {name: mine, notebook: notebooks/ce-loss/ce-loss.ipynb, "
+                                   "parameters: {EPOCHS: 1}}\n")
+    r = run([PY, "-m", "facecore.pipeline", "--profile", work / "mine.yml", "--dry-run"])
+    return Outcome(r.returncode, r.stderr, "" if "'EPOCHS': 1" in r.stdout else "the file's stage did not run")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--only", default="", help="comma-separated groups (default: all)")

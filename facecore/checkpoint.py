@@ -2,7 +2,9 @@
 
 A checkpoint is a ``torch.save`` zip of ``{"meta": ..., "state_dict": ..., **extra}`` that loads with
 ``weights_only=True``. ``meta`` holds everything needed to use the weights (``checkpoint_meta``).
-Base layer: imports only ``files`` and ``preprocessing``.
+Every checkpoint read is checked (``check_meta``, ``check_weights``): a meta value out of range or
+weights holding NaN/inf raise one line naming the file; none is ever written with such weights.
+Base layer: imports only ``checks``, ``files`` and ``preprocessing``.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from .checks import Limits, check_cosine, number_problem
 from .files import atomic_write_bytes
 from .preprocessing import ALIGN_SIZE, MEAN, STD
 
@@ -82,7 +85,9 @@ def checkpoint_bytes(blob: dict, compress: bool = False) -> bytes:
 
 
 def write_checkpoint(path: str | os.PathLike, blob: dict, compress: bool = False) -> None:
-    """Write a checkpoint dict atomically (see ``checkpoint_bytes``)."""
+    """Write a checkpoint dict atomically (see ``checkpoint_bytes``); weights holding NaN or inf are
+    refused (``check_weights``), so a diverged model never replaces a good file."""
+    check_weights(blob.get("state_dict", {}), path)
     atomic_write_bytes(path, checkpoint_bytes(blob, compress))
 
 
@@ -119,9 +124,80 @@ def read_checkpoint(path: str | os.PathLike, verify: bool = True) -> dict:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         raise ValueError(f"{path} is not a readable facecore checkpoint ({type(e).__name__}: {e})") from e
-    if not isinstance(blob, dict) or blob.get("meta", {}).get("format") != CHECKPOINT_FORMAT:
+    if not isinstance(blob, dict) or not isinstance(blob.get("meta"), dict) \
+            or blob["meta"].get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not a facecore checkpoint (no meta.format == {CHECKPOINT_FORMAT!r})")
+    check_meta(blob["meta"], path)
+    for key in ("state_dict", "loss_state"):
+        check_weights(blob.get(key, {}), path)
     return blob
+
+
+_META_LIMITS = {"embedding_dim": Limits(1, 65536), "input_size": Limits(8, 4096), "align_size": Limits(8, 4096)}
+_FIX = "re-export it from its run (facecore.shipping.finalize_run)"
+
+
+def check_meta(meta: dict, source: str | os.PathLike, archs: list[str] | None = None) -> None:
+    """Raise ValueError naming ``source`` when a checkpoint's meta cannot describe usable weights: no
+    ``arch`` (or one not in ``archs``, when given), sizes out of range, a normalisation that is not 3
+    finite numbers (std > 0), or stored thresholds that are no cosine similarity (finite, in [-1, 1])."""
+    problem = _meta_problem(meta, archs)
+    if problem:
+        raise ValueError(f"{source}: meta {problem}; {_FIX}")
+
+
+def _meta_problem(meta: dict, archs: list[str] | None) -> str | None:
+    arch = meta.get("arch")
+    if not isinstance(arch, str) or not arch:
+        return f"has no backbone name ('arch': {arch!r})"
+    if archs is not None and arch not in archs:
+        return f"'arch' {arch!r} is no known backbone (valid: {', '.join(archs)})"
+    for key, limits in _META_LIMITS.items():
+        v = meta.get(key, 112 if key == "align_size" else None)
+        if isinstance(v, bool) or not isinstance(v, int):
+            return f"{key!r} must be an integer, got {v!r}"
+        if limits.problem(v):
+            return f"{key!r} = {v} {limits.problem(v)}"
+    for key in ("mean", "std"):
+        v = meta.get(key, MEAN)
+        if not isinstance(v, (list, tuple)) or len(v) != 3 or any(
+                isinstance(x, bool) or not isinstance(x, (int, float)) or number_problem(x) for x in v):
+            return f"{key!r} must be 3 finite numbers (one per colour channel), got {v!r}"
+        if key == "std" and min(v) <= 0:
+            return f"'std' must be positive, got {v!r}"
+    if meta.get("head") and not (isinstance(meta["head"], dict) and isinstance(meta["head"].get("in_dim"), int)
+                                 and meta["head"]["in_dim"] > 0):
+        return f"'head' must name its input size (in_dim), got {meta['head']!r}"
+    return _thresholds_problem(meta) or _thresholds_problem(meta.get("backbone") or {}, "backbone ")
+
+
+def _thresholds_problem(meta: dict, where: str = "") -> str | None:
+    """What is wrong with a meta's stored thresholds (``threshold``, ``threshold_fpr``, ``thresholds_by_fpr``)."""
+    if not isinstance(meta, dict):
+        return f"{where.strip()!r} must be a dict"
+    table = meta.get("thresholds_by_fpr") or {}
+    if not isinstance(table, dict):
+        return f"{where}'thresholds_by_fpr' must be a dict of FPR -> threshold"
+    pairs = [(meta.get("threshold_fpr"), meta.get("threshold"))] + list(table.items())
+    for fpr, thr in pairs:
+        try:
+            if thr is not None:
+                check_cosine(thr, f"{where}threshold" + (f" at FPR {fpr}" if fpr is not None else ""))
+            if fpr is not None and number_problem(float(fpr), 0, 1, low_open=True):
+                return f"{where}threshold FPR {fpr!r} must be in (0, 1]"
+        except (TypeError, ValueError) as e:
+            return str(e) if "cosine" in str(e) else f"{where}threshold FPR {fpr!r} is not a number"
+    return None
+
+
+def check_weights(state_dict: dict, source: str | os.PathLike) -> None:
+    """Raise ValueError naming ``source`` when a floating tensor of ``state_dict`` holds NaN or inf."""
+    bad = [k for k, v in state_dict.items()
+           if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise ValueError(f"{source}: {len(bad)} weight tensor(s) hold NaN or infinite values (first: {bad[0]}); "
+                         "the run that wrote them diverged - use an earlier checkpoint or train again with a "
+                         "lower learning rate")
 
 
 def float_state_dict(state_dict: dict) -> dict:

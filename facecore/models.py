@@ -19,9 +19,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 # Checkpoint I/O lives in facecore.checkpoint; re-exported here for the modules that import it from models.
-from .checkpoint import (CHECKPOINT_FORMAT, checkpoint_bytes, checkpoint_meta, float_state_dict,  # noqa: F401
-                         is_compressed, load_weights, read_checkpoint, round_mantissa, save_checkpoint,
-                         write_checkpoint)
+from .checkpoint import (CHECKPOINT_FORMAT, check_meta, checkpoint_bytes, checkpoint_meta,  # noqa: F401
+                         float_state_dict, is_compressed, load_weights, read_checkpoint, round_mantissa,
+                         save_checkpoint, write_checkpoint)
 from .heads import HeadedModel, backbone_dim, head_from_meta, split_state
 from .preprocessing import MEAN, STD, meta_to_tensor, to_tensor
 from .registry import Registry
@@ -144,14 +144,19 @@ def load_embedder(path: str | os.PathLike, device: str = "cpu") -> Embedder:
     """Rebuild the network a checkpoint describes, load its weights (as float32) and return it.
 
     A shipped model (``facecore.zoo_table.params``) is checked against its recorded SHA-256, any other
-    checkpoint against its zip CRCs; weights that do not fit the architecture named in
-    meta raise one line naming the file."""
+    checkpoint against its zip CRCs; its meta and weights as ``read_checkpoint`` does, its backbone
+    against the registry and the input size against the backbone's smallest. Weights that do not fit
+    the architecture named in meta raise one line naming the file."""
     from .zoo import verify_shipped
 
     hashed = verify_shipped(path)
     blob = read_checkpoint(path, verify=not hashed)  # a matching SHA-256 already covers every byte
     meta = blob["meta"]
+    check_meta(meta, path, list_models())
     model = create_model(meta["arch"], embedding_dim=backbone_dim(meta))
+    if int(meta["input_size"]) < getattr(model, "min_input_size", 1):
+        raise ValueError(f"{path}: meta 'input_size' = {meta['input_size']} is below the smallest input "
+                         f"{meta['arch']} takes ({model.min_input_size}); re-export it from its run")
     body, head_weights = split_state(blob["state_dict"])
     load_weights(model, body, path)
     if meta.get("head"):  # a distilled student's map into its teacher's space (facecore.heads)

@@ -1,9 +1,11 @@
 """Run the notebooks in order, headless, with one parameter file per profile.
 
-    python -m facecore.pipeline --profile demo|smoke|full [--stages a,b] [-p NAME=VALUE ...] [--list] [--dry-run]
+    python -m facecore.pipeline --profile demo|smoke|full|FILE.yaml [--stages a,b] [-p NAME=VALUE ...] [--list] [--dry-run]
 
-Profiles live in ``notebooks/profiles/<name>.yaml``: a list of stages, each a notebook executed by
-papermill into ``runs/<profile>/`` (git-ignored) with its parameters, or a command. ``${DATA}`` in
+Profiles live in ``notebooks/profiles/<name>.yaml`` (or any file: a ``--profile`` value with a path
+separator or ending in ``.yaml``/``.yml`` is a path; ``facecore.profiles`` checks its shape): a list of
+stages, each a notebook executed by papermill into ``runs/<profile>/`` (git-ignored) with its
+parameters, or a command. ``${DATA}`` in
 a value is the data root (``$FACECORE_DATA``, default ``../shared/data``), ``${WORK}`` the folder for
 large staged sets and long runs outside the project (``$FACECORE_WORK``, default ``../facecore-data``),
 ``${RUNS}`` the profile's run folder. Before anything runs, every stage's ``requires`` (paths under the data root) is
@@ -11,56 +13,24 @@ checked, and all that is missing is named at once. ``-p NAME=VALUE`` is checked 
 cells of the selected stages' notebooks (name and declared type; exit 2 with one line otherwise) and
 goes to the stages whose notebook declares it. The loss-family notebooks take the shared training
 settings (``facecore.settings``: ``EPOCHS``, ``ARCH``, ...) in one ``TRAINING`` dict; profiles and
-``-p`` name them flat, and the pipeline puts them into ``TRAINING``. Executed notebooks are numbered
+``-p`` name them flat (or ``-p 'TRAINING={EPOCHS: 5, LR: 0.2}'``), and the pipeline puts them into
+``TRAINING``; a ``-p`` value wins over the profile's, and every value is checked against the setting's
+type and limits before any stage runs. A float given as ``nan`` or ``inf`` is refused. Executed notebooks are numbered
 by the stage's position in the whole profile, so runs of different ``--stages`` never overwrite each
 other.
 """
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from .paths import PROJECT_ROOT, data_root, work_root
-
-PROFILES_DIR = PROJECT_ROOT / "notebooks" / "profiles"
-
-
-def list_profiles() -> list[str]:
-    return sorted(p.stem for p in PROFILES_DIR.glob("*.yaml"))
-
-
-def load_profile(name: str) -> list[dict]:
-    """The stages of a profile, with ``${DATA}``, ``${WORK}`` and ``${RUNS}`` substituted."""
-    import yaml
-
-    path = PROFILES_DIR / f"{name}.yaml"
-    if not path.exists():
-        raise SystemExit(f"unknown profile {name!r}; valid profiles: {', '.join(list_profiles())}")
-    spec = yaml.safe_load(path.read_text()) or {}
-    runs = PROJECT_ROOT / "runs" / name
-    subst = {"${DATA}": str(data_root()), "${RUNS}": str(runs), "${WORK}": str(work_root())}
-
-    def fill(v):
-        if isinstance(v, str):
-            for k, r in subst.items():
-                v = v.replace(k, r)
-            return v
-        if isinstance(v, list):
-            return [fill(x) for x in v]
-        if isinstance(v, dict):
-            return {k: fill(x) for k, x in v.items()}
-        return v
-
-    stages = [fill(s) for s in spec.get("stages", [])]
-    for i, s in enumerate(stages):
-        if "name" not in s or ("notebook" not in s and "command" not in s):
-            raise SystemExit(f"{path}: stage {i} needs a name and a notebook or a command")
-    return stages
-
+from .paths import PROJECT_ROOT, data_root
+from .profiles import PROFILES_DIR, ProfileError, list_profiles, load_profile, profile_name  # noqa: F401
 
 def missing_data(stages: list[dict]) -> list[str]:
     """What the stages require and is not there, unless an earlier stage of the list makes it (its
@@ -112,16 +82,29 @@ def accepted_parameters(notebook: str | os.PathLike) -> dict[str, tuple[str, obj
 def stage_parameters(stage: dict) -> dict:
     """The papermill parameters of a notebook stage: the shared training settings it names flat move
     into the notebook's ``TRAINING`` dict where it takes one (checked: ValueError naming the stage)."""
-    params = dict(stage.get("parameters", {}))
-    declared = notebook_parameters(stage["notebook"])
-    if not _takes_training(declared):
-        return params
     from .settings import TRAINING_SETTINGS, check_training
 
+    params = dict(stage.get("parameters", {}))
+    declared = notebook_parameters(stage["notebook"])
+    where = f"stage {stage['name']}"
+    if not _takes_training(declared):
+        if _calls_setup_training(stage["notebook"]):  # declares the shared settings flat (distill)
+            check_training({k: v for k, v in params.items() if k in TRAINING_SETTINGS}, where)
+        return params
     moved = {k: params.pop(k) for k in list(params) if k in TRAINING_SETTINGS and k not in declared}
-    params["TRAINING"] = {**params.get("TRAINING", {}), **moved}
-    check_training(params["TRAINING"], f"stage {stage['name']}")
+    given = params.get("TRAINING", {})
+    check_training(given, where)
+    twice = sorted(set(moved) & set(given))
+    if twice:
+        raise ValueError(f"{where}: {', '.join(twice)} given both flat and in TRAINING; give each once")
+    params["TRAINING"] = {**given, **moved}
+    check_training(params["TRAINING"], where)
     return params
+
+
+def _calls_setup_training(notebook: str | os.PathLike) -> bool:
+    """Whether a notebook builds its training run from the shared settings (``experiment.setup_training``)."""
+    return "setup_training(" in (PROJECT_ROOT / notebook).read_text()
 
 
 def _takes_training(declared: dict[str, tuple[str, object]]) -> bool:
@@ -153,9 +136,11 @@ def check_value(name: str, raw: str, declared: str, default: object) -> object:
         return raw  # e.g. -p RUN_DIR=2024: a name, not a number
     if "float" in kinds and isinstance(value, str):
         try:
-            return float(value)  # YAML 1.1 reads 1e-3 as a string
+            value = float(value)  # YAML 1.1 reads 1e-3 as a string
         except ValueError:
             pass
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"-p {name}={raw}: {name} must be a finite number")
     allowed = tuple(t for k in kinds for t in _TYPES.get(k, ()))
     if not allowed:
         allowed = (type(default),)
@@ -182,7 +167,35 @@ def apply_overrides(stages: list[tuple[int, dict]], items: list[str]) -> None:
                              f"valid: {', '.join(valid) or '(none)'}")
         for i, s in stages:
             if name in declared.get(i, {}):
-                s["parameters"] = {**s.get("parameters", {}), name: check_value(name, raw, *declared[i][name])}
+                _override(s, name, raw, declared[i])
+
+
+def _override(stage: dict, name: str, raw: str, declared: dict[str, tuple[str, object]]) -> None:
+    """Set ``-p name=raw`` in a stage's parameters; the shared settings of a notebook that takes them in
+    ``TRAINING`` (named flat or as ``TRAINING={...}``) go into that dict, replacing the profile's values."""
+    from .settings import TRAINING_SETTINGS, check_training
+
+    value = check_value(name, raw, *declared[name])
+    params = dict(stage.get("parameters", {}))
+    if not _takes_training(declared) or (name != "TRAINING" and name not in TRAINING_SETTINGS):
+        stage["parameters"] = {**params, name: value}
+        return
+    items = value if name == "TRAINING" else {name: value}
+    items = {k: _yaml_float(v) if k in TRAINING_SETTINGS and isinstance(TRAINING_SETTINGS[k].default, float) else v
+             for k, v in items.items()}
+    check_training(items, f"-p {name}={raw}")
+    for k in items:
+        params.pop(k, None)
+    params["TRAINING"] = {**params.get("TRAINING", {}), **items}
+    stage["parameters"] = params
+
+
+def _yaml_float(value: object) -> object:
+    """A string YAML 1.1 did not read as a number (``1e-3``) as a float; other values unchanged."""
+    try:
+        return float(value) if isinstance(value, str) else value
+    except ValueError:
+        return value
 
 
 def run_stage(stage: dict, profile: str, index: int) -> None:
@@ -207,20 +220,27 @@ def run_stage(stage: dict, profile: str, index: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m facecore.pipeline", description=__doc__.split("\n")[0])
-    ap.add_argument("--profile", default="demo", help=f"one of {', '.join(list_profiles())}")
+    ap.add_argument("--profile", default="demo", help=f"one of {', '.join(list_profiles())}, or a profile file "
+                    "(a value with a path separator or ending in .yaml/.yml)")
     ap.add_argument("--stages", default="", help="comma-separated stage names to run (default: all)")
     ap.add_argument("--list", action="store_true", help="list the profile's stages and exit")
-    ap.add_argument("--dry-run", action="store_true", help="check data and print what would run")
+    ap.add_argument("--dry-run", action="store_true", help="check data and print what would run, with each "
+                    "notebook's parameters")
     ap.add_argument("--param", "-p", action="append", default=[], metavar="NAME=VALUE",
                     help="override a notebook parameter (YAML value, checked against the parameters cell) in "
                          "the stages whose notebook declares it")
     args = ap.parse_args(argv)
-    stages = list(enumerate(load_profile(args.profile), 1))  # numbered by position in the whole profile
+    try:
+        stages = list(enumerate(load_profile(args.profile), 1))  # numbered by position in the whole profile
+    except ProfileError as e:
+        print(e, file=sys.stderr)
+        return 2
+    profile = profile_name(args.profile)
     if args.stages:
         wanted = [s.strip() for s in args.stages.split(",") if s.strip()]
         unknown = set(wanted) - {s["name"] for _, s in stages}
         if unknown:
-            print(f"unknown stage(s) {sorted(unknown)}; profile {args.profile} has: "
+            print(f"unknown stage(s) {sorted(unknown)}; profile {profile} has: "
                   f"{', '.join(s['name'] for _, s in stages)}", file=sys.stderr)
             return 2
         stages = [(i, s) for i, s in stages if s["name"] in wanted]
@@ -238,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     missing = missing_data([s for _, s in stages])
     if missing:
-        print(f"profile {args.profile!r} needs data that is not on this machine:", file=sys.stderr)
+        print(f"profile {profile!r} needs data that is not on this machine:", file=sys.stderr)
         for m in missing:
             print(f"  missing: {m}", file=sys.stderr)
         print("Set FACECORE_DATA to the folder holding it (default ../shared/data); docs/data.md "
@@ -247,9 +267,11 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("MPLBACKEND", "Agg")
     for n, (i, s) in enumerate(stages, 1):
         print(f"[{n}/{len(stages)}] {s['name']}" + (" (dry run)" if args.dry_run else ""), flush=True)
+        if args.dry_run and "notebook" in s:  # what the notebook would get, -p and TRAINING applied
+            print(f"   {s['notebook']} {stage_parameters(s)}", flush=True)
         if not args.dry_run:
             t = time.time()
-            run_stage(s, args.profile, i)
+            run_stage(s, profile, i)
             print(f"   done in {time.time() - t:.0f} s", flush=True)
     return 0
 

@@ -18,6 +18,7 @@ import warnings
 from pathlib import Path
 
 from . import zoo, zoo_table
+from .checks import check_cosine
 from .paths import PROJECT_ROOT, USER_CACHE, in_checkout
 
 # Default operating point: the threshold at which 1 % of LFW's mismatched pairs pass. With the
@@ -56,9 +57,13 @@ def input_path(path: str | os.PathLike) -> Path:
 
 
 def check_threshold(threshold: float | None) -> None:
-    """A cosine-similarity threshold must be finite and in [-1, 1]."""
-    if threshold is not None and not (math.isfinite(threshold) and -1.0 <= threshold <= 1.0):
-        raise ModelChoiceError(f"threshold={threshold}: must be a cosine similarity in [-1, 1]")
+    """A cosine-similarity threshold must be finite and in [-1, 1] (``facecore.checks.check_cosine``,
+    which also checks the thresholds a checkpoint stores)."""
+    if threshold is not None:
+        try:
+            check_cosine(threshold, "threshold")
+        except ValueError:
+            raise ModelChoiceError(f"threshold={threshold}: must be a cosine similarity, a finite number in [-1, 1]") from None
 
 
 def resolve_checkpoint(model_name: str | None = None, checkpoint: str | os.PathLike | None = None) -> Path:

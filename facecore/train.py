@@ -29,9 +29,13 @@ from .models import create_model, default_input_size, recalibrate_bn  # noqa: F4
 from .paths import project_path
 from .preprocessing import ALIGN_SIZE, cache_crop_size
 from .runtime import autocast, dist_rank_world, progress_bar, set_threads, setup_distributed
-from .trainconfig import TrainConfig
+from .trainconfig import TrainConfig, check_config, cli_fields
 from .trainstate import load_last, restore_generators, rng_states, write_history
 from .validate import embedding_spread, evaluate_classifier, evaluate_pairs, lfw_eval
+
+
+class DivergedError(ValueError):
+    """The training loss or the weights became NaN or infinite: the run stops before writing anything."""
 
 
 class _Joint(torch.nn.Module):
@@ -95,7 +99,11 @@ class _Run:
 
 
 def train(cfg: TrainConfig, out_dir: str | os.PathLike, device: str = "cpu", progress: bool = True) -> pd.DataFrame:
-    """Train (or resume) a run in ``out_dir``; returns the per-epoch history."""
+    """Train (or resume) a run in ``out_dir``; returns the per-epoch history. A configuration out of range
+    raises ValueError before anything is read (``check_config``); a loss or weights that become NaN or
+    infinite raise ``DivergedError`` before that epoch writes anything, so ``last.pt`` and ``best.pt``
+    keep the last finite epoch."""
+    check_config(cfg)
     device = setup_distributed(device)
     set_threads(cfg.num_threads)
     run = _prepare(cfg, project_path(out_dir), device, progress)
@@ -125,6 +133,9 @@ def _prepare(cfg: TrainConfig, out: Path, device: str, progress: bool) -> _Run:
     index = {p: i for i, p in enumerate(fs.paths)}
     torch.manual_seed(cfg.seed)
     model = create_model(cfg.arch, embedding_dim=cfg.embedding_dim).to(device, memory_format=torch.channels_last)
+    if input_size < getattr(model, "min_input_size", 1):
+        raise ValueError(f"input_size={input_size} is below the smallest input {cfg.arch} takes "
+                         f"({model.min_input_size})")
     loss_fn = build_loss(cfg.loss, dict(cfg.loss_kwargs), cfg.embedding_dim, len(fs.classes)).to(device)
     run = _Run(cfg, out, device, rank, world, input_size, _image_side(fs.root / fs.paths[0]), fs.classes, crops,
                np.array([index[p] for p in train_set.paths]), train_set.labels,
@@ -214,6 +225,8 @@ def _train_epoch(run: _Run, epoch: int, batches: list[np.ndarray], progress: boo
         y = run.targets(run.tr_rows[b], run.tr_labels[b]).to(run.device)
         with autocast(run.device, cfg.cpu_bf16):
             loss, _ = run.ddp(x, y)
+        if world == 1 and not run.scaler.is_enabled() and not torch.isfinite(loss.detach()):
+            _diverged(run, epoch, f"the training loss is {float(loss.detach())} at step {step + 1}")
         run.opt.zero_grad(set_to_none=True)
         run.scaler.scale(loss).backward()
         run.scaler.step(run.opt)
@@ -232,6 +245,10 @@ def _train_epoch(run: _Run, epoch: int, batches: list[np.ndarray], progress: boo
 def _end_epoch(run: _Run, epoch: int, row: dict, progress: bool) -> None:
     """Validate, then write best.pt (when improved), last.pt and the history (rank 0)."""
     cfg = run.cfg
+    bad = [n for n, p in [*run.model.named_parameters(), *run.loss_fn.named_parameters()]
+           if not bool(torch.isfinite(p.detach()).all())]
+    if bad:  # the same on every rank (DDP keeps the weights equal): all stop here
+        _diverged(run, epoch, f"{len(bad)} weight tensors are no longer finite (first: {bad[0]})")
     rng = rng_states(run.gen, run.sampler.epoch if run.sampler else None, run.device, run.world)  # collective
     if run.rank == 0:
         with_lfw = (epoch + 1) % max(cfg.lfw_every, 1) == 0 or epoch + 1 == cfg.epochs
@@ -250,6 +267,13 @@ def _end_epoch(run: _Run, epoch: int, row: dict, progress: bool) -> None:
             print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
     if run.world > 1:
         dist.barrier()
+
+
+def _diverged(run: _Run, epoch: int, what: str) -> None:
+    """Stop the run: ``DivergedError`` saying where and what to do; nothing of this epoch is written."""
+    kept = f"{run.out / 'last.pt'} keeps epoch {len(run.history)}" if run.history else "nothing was written"
+    raise DivergedError(f"epoch {epoch + 1}: {what}; training stopped ({kept}): lower the learning rate "
+                        f"(lr={run.cfg.lr:g}) or check the data")
 
 
 def _validate(run: _Run, with_lfw: bool = True) -> dict:
@@ -291,10 +315,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
-    fields = json.loads(Path(args.config).read_text()) if args.config else {}
-    for item in args.set:
-        k, v = item.split("=", 1)
-        fields[k] = json.loads(v)
+    try:
+        fields = cli_fields(args.config, args.set)
+    except ValueError as e:
+        ap.error(str(e))
     unknown = set(fields) - set(TrainConfig.__dataclass_fields__)
     if unknown:
         ap.error(f"unknown config field(s) {sorted(unknown)}; valid: {sorted(TrainConfig.__dataclass_fields__)}")

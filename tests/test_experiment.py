@@ -112,3 +112,14 @@ def test_full_profile_ships_explicitly():
     named = {v for s in load_profile("full") for k, v in s.get("parameters", {}).items() if k in OUTPUTS}
     for path in config.params.values():  # every shipped model is written by a stage that names it
         assert path in named, path
+
+
+@pytest.mark.parametrize("training, says", [({"LR": float("nan")}, "LR=nan must be a finite number"),
+                                            ({"EPOCHS": 0}, "EPOCHS=0 must be in"), ({"ARCH": "resnet"}, "ARCH='resnet'"),
+                                            ({"EPOCHS": "abc"}, "EPOCHS takes a value of type int")])
+def test_a_notebooks_training_is_checked_against_the_settings_limits(training, says):
+    """The notebooks' way in: ``setup_training`` -> ``notebook_params`` refuses before building a config."""
+    from facecore.experiment import notebook_params
+
+    with pytest.raises(ValueError, match=f"^TRAINING: {says}"):
+        notebook_params("ce", {"TRAINING": training, "RUN_DIR": "r"})

@@ -8,13 +8,13 @@ from pathlib import Path
 import facecore
 
 PKG = Path(facecore.__file__).parent
-BASE = {"paths", "files", "runtime", "preprocessing", "checkpoint", "zoo", "zoo_table", "registry", "settings"}  # the base layer
+BASE = {"paths", "files", "runtime", "preprocessing", "checkpoint", "zoo", "registry", "settings", "checks", "zoo_table"}  # the base layer
 
 
 # The training/checkpoint half of the package: no cycle, even a deferred one, may pass through these.
 # (Deferred cycles wholly inside the detection/evaluation half are that half's to check.)
-TRAINING_HALF = BASE | {"models", "train", "trainstate", "warmstart", "losses", "data", "shipping", "experiment",
-                        "pipeline", "landmarks_data", "landmarks", "plots"}
+TRAINING_HALF = BASE | {"models", "train", "trainconfig", "trainstate", "warmstart", "losses", "data", "shipping",
+                        "experiment", "pipeline", "profiles", "landmarks_data", "landmarks", "plots"}
 
 
 def _edges(module_level_only: bool = False) -> dict[str, set[str]]:

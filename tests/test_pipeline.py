@@ -27,7 +27,8 @@ def test_override_goes_only_to_stages_declaring_it(monkeypatch):
     by_name = {name: (i, p) for i, name, p in ran}
     assert by_name["ce"][0] == 3 and by_name["triplet"][0] == 4 and by_name["my-face-alignment"][0] == 5
     assert by_name["triplet"][1]["K_IMAGES"] == 3 and "K_IMAGES" not in by_name["ce"][1]
-    assert by_name["ce"][1]["LR"] == 0.001 and isinstance(by_name["ce"][1]["LR"], float)
+    lr = by_name["ce"][1]["TRAINING"]["LR"]  # -p of a shared setting goes into the notebook's TRAINING
+    assert lr == 0.001 and isinstance(lr, float)
     assert by_name["ce"][1]["RUN_DIR"] == "2024"  # a str parameter keeps the text
     assert "K_IMAGES" not in by_name["my-face-alignment"][1]
 
@@ -76,3 +77,44 @@ def test_papermill_documents_every_parameter(nb):
     declared = pipeline.notebook_parameters(nb)
     assert declared and set(inferred) == set(declared)
     assert all(p["help"] for p in inferred.values()), [n for n, p in inferred.items() if not p["help"]]
+
+
+def _ran(monkeypatch, *argv):
+    ran = {}
+    monkeypatch.setattr(pipeline, "run_stage", lambda s, profile, i: ran.update({s["name"]: pipeline.stage_parameters(s)}))
+    monkeypatch.setattr(pipeline, "missing_data", lambda stages: [])
+    return pipeline.main(list(argv)), ran
+
+
+def test_p_training_dict_wins_over_the_profiles_flat_values(monkeypatch):
+    rc, ran = _ran(monkeypatch, "--profile", "smoke", "--stages", "ce", "-p", "TRAINING={EPOCHS: 5, LR: 0.2}")
+    assert rc == 0 and ran["ce"]["TRAINING"]["EPOCHS"] == 5 and ran["ce"]["TRAINING"]["LR"] == 0.2
+    assert ran["ce"]["TRAINING"]["BATCH_SIZE"] == 32  # the profile's other values stay
+    rc, ran = _ran(monkeypatch, "--profile", "smoke", "--stages", "ce", "-p", "TRAINING={LR: 1e-3}")
+    assert ran["ce"]["TRAINING"]["LR"] == 0.001  # YAML 1.1 reads 1e-3 as text
+
+
+@pytest.mark.parametrize("stage, arg, says", [
+    ("ce", "LR=nan", "-p LR=nan: LR must be a finite number"), ("ce", "LR=-1", "LR=-1 must be in (0, 10]"),
+    ("ce", "EPOCHS=0", "EPOCHS=0 must be in [1, 100000]"), ("ce", "EPOCHS=-3", "EPOCHS=-3"),
+    ("ce", "BATCH_SIZE=0", "BATCH_SIZE=0 must be in [2, 65536]"), ("ce", "ARCH=resnet9000", "ARCH='resnet9000' must be one of"),
+    ("ce", "TRAINING={EPOCHS: abc}", "EPOCHS takes a value of type int"), ("ce", "CE_SCALE=inf", "CE_SCALE must be a finite"),
+    ("distill", "ARCH=resnet9000", "stage distill: ARCH='resnet9000'"), ("distill", "LR=0", "stage distill: LR=0 must be"),
+])
+def test_values_out_of_range_stop_the_dry_run(monkeypatch, capsys, stage, arg, says):
+    rc, ran = _ran(monkeypatch, "--profile", "smoke", "--stages", stage, "-p", arg, "--dry-run")
+    err = capsys.readouterr().err
+    assert rc == 2 and says in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_malformed_profile_is_exit_2(tmp_path, capsys):
+    f = tmp_path / "p.yaml"
+    f.write_text("stages: [1, 2]\n")
+    assert pipeline.main(["--profile", str(f), "--list"]) == 2
+    assert capsys.readouterr().err.startswith(f"profile {f}: stage 1")
+
+
+def test_a_profile_naming_a_setting_twice_is_refused():
+    s = {"name": "x", "notebook": "notebooks/ce-loss/ce-loss.ipynb", "parameters": {"EPOCHS": 1, "TRAINING": {"EPOCHS": 2}}}
+    with pytest.raises(ValueError, match="stage x: EPOCHS given both flat and in TRAINING"):
+        pipeline.stage_parameters(s)

@@ -73,3 +73,60 @@ def test_changed_config_is_refused(data_dir, tmp_path):
     train(TrainConfig(**base), out, progress=False)
     with pytest.raises(ValueError, match="another configuration"):
         train(TrainConfig(**{**base, "lr": 0.5}), out, progress=False)
+
+
+class _Spoiled:
+    """A tiny embedder that turns NaN after ``after`` forward passes in training mode: in its output
+    (``where="loss"``) or in a weight the loss does not see (``where="weights"``)."""
+
+    @staticmethod
+    def make(after: int, where: str):
+        import torch
+        import torch.nn as nn
+        import torch.nn.functional as F
+
+        class Net(nn.Module):
+            min_input_size = 8
+
+            def __init__(self, embedding_dim=8):
+                super().__init__()
+                self.conv, self.fc = nn.Conv2d(3, 4, 3, stride=2), nn.Linear(4, embedding_dim)
+                self.unused, self.calls = nn.Parameter(torch.zeros(2)), 0
+
+            def forward(self, x):
+                self.calls += self.training
+                e = self.fc(F.adaptive_avg_pool2d(F.relu(self.conv(x)), 1).flatten(1))
+                if self.calls > after and where == "loss":
+                    e = e * float("nan")
+                if self.calls > after and where == "weights":
+                    with torch.no_grad():
+                        self.unused.fill_(float("inf"))
+                return F.normalize(e, dim=1)
+
+        return lambda embedding_dim=8, **kw: Net(embedding_dim)
+
+
+@pytest.mark.parametrize("where", ["loss", "weights"])
+def test_a_diverging_run_stops_and_keeps_the_last_finite_epoch(tmp_path, monkeypatch, where):
+    """2 steps an epoch: epoch 1 is finite, epoch 2 turns NaN; last.pt and best.pt keep epoch 1."""
+    import cv2
+    import numpy as np
+
+    from facecore import models
+    from facecore.train import DivergedError, TrainConfig, train
+
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        (tmp_path / "faces" / f"id{i}").mkdir(parents=True)
+        for j in range(6):
+            cv2.imwrite(str(tmp_path / "faces" / f"id{i}" / f"{j}.png"), rng.integers(0, 255, (16, 16, 3), np.uint8))
+    monkeypatch.setitem(models._REGISTRY, "spoiled-test", _Spoiled.make(after=2, where=where))
+    cfg = TrainConfig(data_dir=str(tmp_path / "faces"), arch="spoiled-test", loss="ce", embedding_dim=8, input_size=16,
+                      min_images=2, epochs=3, batch_size=6, lr=0.05, lfw_dir=None, cache_dir=str(tmp_path / "cache"),
+                      bn_calibration_batches=0, num_threads=1)
+    run = tmp_path / "run"
+    with pytest.raises(DivergedError, match=f"^epoch 2: .*training stopped \\({run / 'last.pt'} keeps epoch 1\\)"):
+        train(cfg, run, progress=False)
+    last = read_checkpoint(run / "last.pt")  # reads: finite weights (read_checkpoint refuses others)
+    assert len(json.loads(last["history_json"])) == 1 and read_checkpoint(run / "best.pt")
+    assert len(pd.read_csv(run / "history.csv")) == 1
