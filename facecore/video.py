@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
-from .files import list_images, load_rgb
+from .files import commit_output, list_images, load_rgb, output_target, unwritable_reason
 from .tracking import UNKNOWN
 
 if TYPE_CHECKING:  # recognize imports torch; opening sources and drawing do not need it
@@ -134,19 +134,15 @@ def check_output_path(path: str | os.PathLike) -> Path:
 
 
 def check_writable(path: str | os.PathLike, flag: str) -> Path:
-    """``path`` when a file can be created there (tried: a probe file in its folder, removed at once),
-    else ValueError naming ``flag``: a folder given as the file, a missing or read-only folder."""
+    """``path`` when a file can be created there by ``facecore.files.output_target``'s rule (a symlink is
+    written through; a folder, device node, FIFO or socket is refused) and its folder takes a probe file
+    (removed at once), else ValueError naming ``flag``: also for a missing or read-only folder."""
     p = Path(path)
-    if p.is_dir():
-        raise ValueError(f"{flag} {p}: is a folder; give a file name inside it")
-    if not p.parent.resolve().is_dir():
-        raise ValueError(f"{flag} {p}: folder {p.parent} does not exist; create it or choose another path")
-    try:
-        fd, probe = tempfile.mkstemp(prefix=f".{p.name}.probe.", dir=p.parent)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as e:
-        raise ValueError(f"{flag} {p}: cannot write in {p.parent} ({e.strerror}); choose another folder") from None
+    target = output_target(p, flag)
+    if not target.parent.resolve().is_dir():
+        raise ValueError(f"{flag} {p}: folder {target.parent} does not exist; create it or choose another path")
+    if why := unwritable_reason(target.parent):
+        raise ValueError(f"{flag} {p}: cannot write in {target.parent} ({why}); choose another folder")
     return p
 
 
@@ -170,7 +166,8 @@ class OutputWriter:
         self.path, self.fps = Path(path), float(fps)
         self.gif = self.path.suffix.lower() == ".gif"
         self.frames_written, self._last_slot, self._frames = 0, -1, []
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=self.path.suffix, dir=self.path.parent)
+        target = output_target(self.path, "--output_path")  # a symlink is written through (facecore.files)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=self.path.suffix, dir=target.parent)
         os.close(fd)
         self._tmp = Path(tmp)
         if not self.gif:
@@ -204,10 +201,7 @@ class OutputWriter:
         elif not self.gif:
             self._mp4.close()
         if keep and self.frames_written:
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(self._tmp, 0o666 & ~umask)  # mkstemp's 0600 is for the temporary file only
-            os.replace(self._tmp, self.path)
+            commit_output(self._tmp, self.path, "--output_path")  # mode as open() gives it, not mkstemp's 0600
         elif self._tmp.exists():
             self._tmp.unlink()
 
