@@ -11,7 +11,8 @@ Pruning is for caches of kind ``gallery``: each build records the keys it uses i
 ``.refs/<id>.json``, one per (gallery folder, tag); entries that no reference list names are deleted,
 and a reference list not refreshed for ``REFS_TTL_DAYS`` expires. So two galleries, or two models,
 sharing one cache keep each other's entries; a gallery or model unused for that long is pruned by the
-next build.
+next build. (Two builds at the same moment may delete an entry the other has just written and not yet
+recorded: it is embedded again by that gallery's next build.)
 """
 from __future__ import annotations
 
