@@ -67,7 +67,8 @@ def entries(root: str | os.PathLike) -> Iterator[tuple[Path, str, str]]:
         for sub in _dirs(tag):
             for f in _scan(sub):
                 key = f.name[:-4]
-                if f.name.endswith(".npz") and _KEY.fullmatch(key) and key[:2] == sub.name and f.is_file(follow_symlinks=False):
+                named = f.name.endswith(".npz") and _KEY.fullmatch(key) and key[:2] == sub.name
+                if named and f.is_file(follow_symlinks=False):
                     yield Path(f.path), tag.name, key
 
 

@@ -130,7 +130,8 @@ def _check_config(dst: Path, config: dict) -> None:
     try:
         dst.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise ValueError(f"align_folder: cannot create destination {dst} ({e.strerror}); choose another folder") from None
+        raise ValueError(f"align_folder: cannot create destination {dst} ({e.strerror}); "
+                         "choose another folder") from None
     for name in (CONFIG, JOURNAL, MANIFEST):
         output_target(dst / name, "align_folder:")
     cfg_path = dst / CONFIG
