@@ -69,9 +69,9 @@ def cache_tag(embedder: Embedder, detector, aligned: bool, select: str, flip: bo
     return f"{model_key(embedder)}-{how}-{int(flip)}"
 
 
-def _read_entry(cp: Path, dim: int) -> tuple[str, int, np.ndarray] | None:
+def _read_entry(cp: Path, dim: int | None = None) -> tuple[str, int, np.ndarray] | None:
     """(status, n_faces, embedding) of a cache entry; None (with a one-line warning) when it is damaged:
-    not a file, unreadable, an unknown status, or an embedding that is not ``dim`` finite values."""
+    not a file, unreadable, an unknown status, or an embedding that is not ``dim`` (any if None) finite values."""
     why = "is not a file" if not cp.is_file() else None
     if why is None:
         try:
@@ -82,8 +82,8 @@ def _read_entry(cp: Path, dim: int) -> tuple[str, int, np.ndarray] | None:
         else:
             if status not in (OK, NO_FACE, UNREADABLE):
                 why = f"is unreadable (status {status[:20]!r})"
-            elif status == OK and (emb.shape != (dim,) or not np.isfinite(emb).all()):
-                why = (f"is of another model (dimension {emb.size}, not {dim})" if emb.shape != (dim,)
+            elif status == OK and (emb.shape != (dim or emb.size,) or not np.isfinite(emb).all()):
+                why = (f"is of another model (dimension {emb.size}, not {dim})" if emb.shape != (dim or emb.size,)
                        else "holds non-finite values")
     if why is None:
         return status, n_faces, emb
