@@ -2,6 +2,9 @@
 
     .venv/bin/python bench/bad_inputs.py [--only realtime,realtime-io,gallery,align,train,pipeline]
 
+
+    .venv/bin/python bench/bad_inputs.py [--only realtime,gallery,align,train,pipeline,outputs,readonly,caches,people]
+
 Every probe runs a command line the way a user would (``realtime.py``, ``python -m facecore.folder``,
 ``python -m facecore.pipeline``, ``python -m facecore.train``) in a scratch folder and then checks what
 is on disk. A row passes when the exit code is the documented one (2 for bad input, 0 for a run that
@@ -569,6 +572,237 @@ def _(work: Path) -> Outcome:
     return Outcome(r.returncode, r.stderr, "" if "'EPOCHS': 1" in r.stdout else "the file's stage did not run")
 
 
+# ============================================================================= outputs, caches, read-only, people
+# Groups "outputs", "readonly", "caches", "people": no file that is not facecore's own is written or deleted
+# (facecore.files.output_target, facecore.cache), a damaged cache entry is a miss, a read-only destination
+# is one line (or a no-op when complete), a person folder without a readable photo is named.
+def _one_line(r: subprocess.CompletedProcess) -> str:
+    return "" if len(r.stderr.strip().splitlines()) == 1 else f"{len(r.stderr.strip().splitlines())} stderr lines"
+
+
+def _kind(p: Path) -> str:
+    import stat as st
+
+    m = os.lstat(p).st_mode
+    return next((k for f, k in ((st.S_ISLNK, "link"), (st.S_ISFIFO, "fifo"), (st.S_ISSOCK, "socket"),
+                                (st.S_ISCHR, "char device"), (st.S_ISDIR, "folder"), (st.S_ISREG, "file")) if f(m)), "?")
+
+
+def _char_device(work: Path) -> Path:
+    """A /dev/null-like node: a real character device (1, 3) where mknod is allowed, else a link to /dev/null."""
+    p = work / "null.json"
+    try:
+        import stat as st
+
+        os.mknod(p, st.S_IFCHR | 0o666, os.makedev(1, 3))
+    except (OSError, AttributeError):
+        p.symlink_to("/dev/null")
+    return p
+
+
+def _refused(work: Path, node: Path, *args) -> Outcome:
+    kind = _kind(node)
+    r = realtime(*args)
+    lost = [] if _kind(node) == kind else [f"{node.name} became a {_kind(node)}"]
+    lost += [x for x in (_one_line(r), f"left {leftovers(work)}" if leftovers(work) else "") if x]
+    return Outcome(r.returncode, r.stderr, ", ".join(lost))
+
+
+@probe("outputs", "--report_json on a FIFO")
+def _(work: Path) -> Outcome:
+    os.mkfifo(work / "r.json")
+    return _refused(work, work / "r.json", "--report_json", work / "r.json")
+
+
+@probe("outputs", "--report_json on a /dev/null-like character device")
+def _(work: Path) -> Outcome:
+    node = _char_device(work)
+    return _refused(work, node, "--output_path", work / "o.gif", "--report_json", node)
+
+
+@probe("outputs", "--output_path on a socket named o.gif")
+def _(work: Path) -> Outcome:
+    import socket
+
+    s = socket.socket(socket.AF_UNIX)
+    s.bind(str(work / "o.gif"))
+    try:
+        return _refused(work, work / "o.gif", "--output_path", work / "o.gif")
+    finally:
+        s.close()
+
+
+@probe("outputs", "--output_path on a link to a FIFO", expect=2)
+def _(work: Path) -> Outcome:
+    os.mkfifo(work / "pipe")
+    (work / "o.gif").symlink_to(work / "pipe")
+    return _refused(work, work / "pipe", "--output_path", work / "o.gif")
+
+
+@probe("outputs", "--output_path and --report_json are links: written through", expect=0)
+def _(work: Path) -> Outcome:
+    (work / "real").mkdir()
+    (work / "real" / "o.gif").write_bytes(b"old")
+    (work / "real" / "r.json").write_text("old")
+    (work / "o.gif").symlink_to(work / "real" / "o.gif")
+    (work / "r.json").symlink_to(work / "real" / "r.json")
+    r = realtime("--max_frames", 3, "--output_path", work / "o.gif", "--report_json", work / "r.json")
+    lost = [f"{n} is no longer a link" for n in ("o.gif", "r.json") if not (work / n).is_symlink()]
+    if (work / "real" / "o.gif").read_bytes()[:3] != b"GIF":
+        lost.append("the link's target GIF is not the new one")
+    if "frames_processed" not in (work / "real" / "r.json").read_text():
+        lost.append("the link's target report is not the new one")
+    return Outcome(r.returncode, r.stderr, ", ".join(lost + [f"left {leftovers(work)}"] * bool(leftovers(work))))
+
+
+def _align_timed(src: Path, dst: Path, timeout_s: int = 300) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run([PY, "-m", "facecore.folder", str(src), str(dst)], cwd=ROOT, env=ENV,
+                              capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        return subprocess.CompletedProcess([], -9, "", f"hung for {timeout_s} s")
+
+
+@probe("outputs", "align: manifest.csv is a FIFO (no hang)")
+def _(work: Path) -> Outcome:
+    src, dst = _three(work), work / "out"
+    dst.mkdir()
+    os.mkfifo(dst / "manifest.csv")
+    r = _align_timed(src, dst)
+    return Outcome(r.returncode, r.stderr, _one_line(r) or ("" if _kind(dst / "manifest.csv") == "fifo" else "replaced"))
+
+
+@probe("outputs", "align: a crop's path is a FIFO")
+def _(work: Path) -> Outcome:
+    src, dst = _three(work), work / "out"
+    (dst / "p").mkdir(parents=True)
+    os.mkfifo(dst / "p" / "1.jpg")
+    r = _align_timed(src, dst)
+    return Outcome(r.returncode, r.stderr, _one_line(r) or ("" if _kind(dst / "p" / "1.jpg") == "fifo" else "replaced"))
+
+
+def _read_only(folder: Path, cmd: list) -> subprocess.CompletedProcess:
+    """``cmd`` while ``folder`` is read-only: chmod for a user; for root a read-only bind mount in a
+    private mount namespace (gone with the process)."""
+    cmd = [str(c) for c in cmd]
+    if os.geteuid() != 0:
+        dirs = [folder, *[p for p in folder.rglob("*") if p.is_dir()]]
+        for d in dirs:
+            d.chmod(0o555)
+        try:
+            return subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
+        finally:
+            for d in dirs:
+                d.chmod(0o755)
+    sh = 'mount --bind "$1" "$1" && mount -o remount,ro,bind "$1" || exit 97; shift; exec "$@"'
+    return subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", sh, "sh", str(folder), *cmd],
+                          cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
+
+
+@probe("readonly", "align into a read-only folder")
+def _(work: Path) -> Outcome:
+    src, dst = _three(work), work / "out"
+    dst.mkdir()
+    r = _read_only(dst, [PY, "-m", "facecore.folder", src, dst])
+    return Outcome(r.returncode, r.stderr, _one_line(r) or ("" if not any(dst.iterdir()) else "wrote in it"))
+
+
+@probe("readonly", "re-run a complete alignment on a read-only folder", expect=0)
+def _(work: Path) -> Outcome:
+    src, dst = _three(work), work / "out"
+    _align(src, dst)
+    before = {p: p.stat().st_mtime_ns for p in dst.rglob("*")}
+    r = _read_only(dst, [PY, "-m", "facecore.folder", src, dst])
+    after = {p: p.stat().st_mtime_ns for p in dst.rglob("*")}
+    return Outcome(r.returncode, r.stderr, "" if after == before else "files changed")
+
+
+def _gallery_at(work: Path, people: Path, cache: Path, *extra) -> subprocess.CompletedProcess:
+    return realtime("--people_faces", people, "--max_frames", 2, "--report_json", work / "r.json",
+                    "--cache_dir", cache, *extra)
+
+
+@probe("caches", "--cache_dir at a folder holding the user's exp1/run3/results.npz", expect=0)
+def _(work: Path) -> Outcome:
+    mine = work / "mine" / "exp1" / "run3" / "results.npz"
+    mine.parent.mkdir(parents=True)
+    np.savez(mine, x=np.arange(3))
+    r = _gallery_at(work, PEOPLE, work / "mine")
+    return Outcome(r.returncode, r.stderr, "" if mine.exists() else "deleted the user's results.npz")
+
+
+@probe("caches", "--cache_dir at an evaluation embedding cache", expect=0)
+def _(work: Path) -> Outcome:
+    from facecore.embed import embed_files
+    from facecore.models import load_embedder
+
+    crops = sorted((data_root() / "lfw" / "lfw-deepfunneled" / "George_W_Bush").glob("*.jpg"))[:4]
+    embed_files(crops, load_embedder(checkpoint()), aligned=True, cache_dir=work / "emb", progress=False)
+    before = sorted((work / "emb").rglob("*.npz"))
+    r = _gallery_at(work, PEOPLE, work / "emb")
+    gone = [p.name for p in before if not p.exists()]
+    return Outcome(r.returncode, r.stderr, f"deleted {len(gone)} evaluation entries" if gone else "")
+
+
+@probe("caches", "two galleries share one cache: A, B, A again re-embeds nothing", expect=0)
+def _(work: Path) -> Outcome:
+    a, b = work / "A", work / "B"
+    shutil.copytree(PEOPLE, a)
+    b.mkdir()
+    first = sorted(p for p in PEOPLE.rglob("*") if p.is_file())[0]
+    shutil.copy(first, b / f"Solo{first.suffix}")
+    other = sorted((data_root() / "lfw" / "lfw-deepfunneled" / "Colin_Powell").glob("*.jpg"))[0]
+    shutil.copy(other, b / "Colin.jpg")
+    for g in (a, b):
+        _gallery_at(work, g, work / "cache")
+    stamp = {p: p.stat().st_ino for p in (work / "cache").rglob("*.npz")}
+    r = _gallery_at(work, a, work / "cache")
+    now = {p: p.stat().st_ino for p in (work / "cache").rglob("*.npz")}
+    redone = [p.name for p in stamp if now.get(p) != stamp[p]]
+    return Outcome(r.returncode, r.stderr, f"{len(redone)} entries deleted or re-embedded" if redone else "")
+
+
+@probe("caches", "damaged entries: a folder, a FIFO, another model's dimension", expect=0)
+def _(work: Path) -> Outcome:
+    people = work / "people"
+    shutil.copytree(PEOPLE, people)
+    shutil.copy(sorted((data_root() / "lfw" / "lfw-deepfunneled" / "Colin_Powell").glob("*.jpg"))[0], people / "Colin.jpg")
+    _gallery_at(work, people, work / "cache")
+    entries = sorted((work / "cache").glob("*/*/*.npz"))
+    if len(entries) < 3:
+        return Outcome(-1, "", f"only {len(entries)} cache entries to damage")
+    entries[0].unlink()
+    entries[0].mkdir()
+    entries[1].unlink()
+    os.mkfifo(entries[1])
+    np.savez(entries[2], emb=np.ones(7, np.float32), status=np.array("ok"), n_faces=np.array(1))
+    r = _gallery_at(work, people, work / "cache")
+    lost = [f"{e.name} not named" for e in entries[:3] if str(e) not in r.stderr]
+    warned = [ln for ln in r.stderr.splitlines() if "cache entry" in ln]
+    if len(warned) != 3:
+        lost.append(f"{len(warned)} warning lines, not 3")
+    r2 = _gallery_at(work, people, work / "cache")
+    if str(entries[2]) in r2.stderr:
+        lost.append("the other model's entry was not rewritten")
+    return Outcome(max(r.returncode, r2.returncode), r.stderr + r2.stderr, ", ".join(lost))
+
+
+@probe("people", "person folders: one empty, one with only .heic/.gif files", expect=0)
+def _(work: Path) -> Outcome:
+    people = work / "people"
+    shutil.copytree(PEOPLE, people)
+    (people / "Empty Person").mkdir()
+    (people / "José Núñez").mkdir()
+    (people / "José Núñez" / "a.heic").write_bytes(b"\0\0\0\x18ftypheic")
+    first = sorted(p for p in PEOPLE.rglob("*") if p.is_file())[0]
+    from PIL import Image
+
+    Image.open(first).convert("RGB").save(people / "José Núñez" / "b.gif")
+    r = _gallery_at(work, people, work / "cache")
+    lost = [f"{n} not named" for n in ("Empty Person", "José Núñez") if f"{n}: no photo" not in r.stderr]
+    return Outcome(r.returncode, r.stderr, ", ".join(lost))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--only", default="", help="comma-separated groups (default: all)")
@@ -594,3 +828,4 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+

@@ -6,6 +6,7 @@ import hashlib
 import io
 import math
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .files import atomic_write_bytes, list_images
+from .files import atomic_write_bytes, list_images, regular_file
 from .preprocessing import to_tensor as _to_tensor
 from .runtime import progress_bar
 
@@ -88,8 +89,10 @@ def load_crops(fs: FaceSet, size: int, cache_dir: str | os.PathLike | None = Non
 
     key = crops_key(fs, size)
     cache = Path(cache_dir) / f"crops-{size}-{key}.npy" if cache_dir else None
-    if cache is not None and cache.exists():
-        return np.load(cache, mmap_mode=None)
+    if cache is not None and os.path.lexists(cache):
+        cached = _read_crops(cache, (len(fs), size, size, 3))
+        if cached is not None:
+            return cached
     from concurrent.futures import ThreadPoolExecutor
 
     def decode(p: str) -> np.ndarray:
@@ -105,11 +108,32 @@ def load_crops(fs: FaceSet, size: int, cache_dir: str | os.PathLike | None = Non
         for i, img in enumerate(progress_bar(pool.map(decode, fs.paths), total=len(fs.paths),
                                      desc="decode crops", unit="img", disable=not progress)):
             out[i] = img
-    if cache is not None:
+    if cache is not None and (regular_file(cache) or not os.path.lexists(cache)):  # a folder or link there: left alone
         buf = io.BytesIO()
         np.save(buf, out)
-        atomic_write_bytes(cache, buf.getvalue())
+        try:
+            atomic_write_bytes(cache, buf.getvalue())
+        except (OSError, ValueError) as e:
+            warnings.warn(f"crop cache {cache} cannot be written ({getattr(e, 'strerror', None) or e}); "
+                          "the crops are decoded again next time", UserWarning)
     return out
+
+
+def _read_crops(cache: Path, shape: tuple[int, ...]) -> np.ndarray | None:
+    """The cached crops, or None (with a one-line warning) when the entry is damaged: not a file,
+    unreadable, or not ``shape`` uint8 pixels."""
+    why = None if cache.is_file() else "is not a file"
+    if why is None:
+        try:
+            arr = np.load(cache)
+        except Exception as e:  # noqa: BLE001 - any damage (truncation, bad header) is a miss
+            why = f"is unreadable ({type(e).__name__})"
+        else:
+            if arr.shape == shape and arr.dtype == np.uint8:
+                return arr
+            why = f"holds {arr.dtype} {arr.shape}, not uint8 {shape}"
+    warnings.warn(f"crop cache {cache} {why}; decoding the crops again", UserWarning)
+    return None
 
 
 def crops_key(fs: FaceSet, size: int) -> str:

@@ -2,9 +2,10 @@
 
 The same function serves the notebooks, evaluation and realtime.py's gallery. The cache holds one
 small ``.npz`` per (model, detector name and settings, alignment settings, file contents), so a changed
-photo, detector setting or a retrained model is recomputed and nothing else is. An unreadable cache
-entry is a miss (recomputed, with a warning naming the file); ``prune_cache`` drops the entries of
-files no longer asked for.
+photo, detector setting or a retrained model is recomputed and nothing else is. A damaged cache entry
+(unreadable, truncated, a folder or other non-file in its place, another model's dimension, non-finite
+values) is a miss: recomputed, with a one-line warning naming it. An entry that cannot be written (a
+read-only cache) is a warning, never an error. Which entries a cache may delete: ``facecore.cache``.
 """
 from __future__ import annotations
 
@@ -18,7 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from .faces import detect_align
-from .files import NO_FACE, OK, atomic_write_bytes, file_digest, load_rgb
+from .cache import claim
+from .cache import prune as prune_entries
+from .files import NO_FACE, OK, UNREADABLE, atomic_write_bytes, file_digest, load_rgb, regular_file
 from .models import Embedder
 from .runtime import progress_bar
 
@@ -33,6 +36,7 @@ class EmbeddedFiles:
     n_faces: list[int]
     cache_keys: list[str | None] = field(default_factory=list)  # content digests (None: not cached)
     padded: list[bool] = field(default_factory=list)  # the face was found by the padded retry
+    cache_tag: str | None = None  # the cache sub-folder of the entries (None: no cache)
 
     @property
     def ok(self) -> np.ndarray:
@@ -66,14 +70,26 @@ def cache_tag(embedder: Embedder, detector, aligned: bool, select: str, flip: bo
     return f"{model_key(embedder)}-{how}-{int(flip)}"
 
 
-def _read_entry(cp: Path) -> tuple[str, int, np.ndarray] | None:
-    """(status, n_faces, embedding) of a cache entry; None (with a warning) when it is unreadable."""
-    try:
-        with np.load(cp) as z:
-            return str(z["status"]), int(z["n_faces"]), np.asarray(z["emb"], np.float32)
-    except Exception as e:  # noqa: BLE001 - any damage (BadZipFile, truncation, bad pickle) is a miss
-        warnings.warn(f"embedding cache entry {cp} is unreadable ({type(e).__name__}); recomputing it", UserWarning)
-        return None
+def _read_entry(cp: Path, dim: int | None = None) -> tuple[str, int, np.ndarray] | None:
+    """(status, n_faces, embedding) of a cache entry; None (with a one-line warning) when it is damaged:
+    not a file, unreadable, an unknown status, or an embedding that is not ``dim`` (any if None) finite values."""
+    why = "is not a file" if not cp.is_file() else None
+    if why is None:
+        try:
+            with np.load(cp) as z:
+                status, n_faces, emb = str(z["status"]), int(z["n_faces"]), np.asarray(z["emb"], np.float32)
+        except Exception as e:  # noqa: BLE001 - any damage (BadZipFile, truncation, bad pickle) is a miss
+            why = f"is unreadable ({type(e).__name__})"
+        else:
+            if status not in (OK, NO_FACE, UNREADABLE):
+                why = f"is unreadable (status {status[:20]!r})"
+            elif status == OK and (emb.shape != (dim or emb.size,) or not np.isfinite(emb).all()):
+                why = (f"is of another model (dimension {emb.size}, not {dim})" if emb.shape != (dim or emb.size,)
+                       else "holds non-finite values")
+    if why is None:
+        return status, n_faces, emb
+    warnings.warn(f"embedding cache entry {cp} {why}; recomputing it", UserWarning, stacklevel=2)
+    return None
 
 
 def embed_files(paths: list[str | os.PathLike], embedder: Embedder, detector=None,
@@ -93,8 +109,12 @@ def embed_files(paths: list[str | os.PathLike], embedder: Embedder, detector=Non
                         [""] * n, [0] * n, [None] * n, [False] * n)
     if not aligned:
         detector = resolve_detector(detector, embedder.device)
-    cdir = Path(cache_dir) / cache_tag(embedder, detector, aligned, select, flip) if cache_dir else None
+    if cache_dir:
+        claim(cache_dir, "embeddings")  # marks a new cache folder with its key scheme (facecore.cache)
+        out.cache_tag = cache_tag(embedder, detector, aligned, select, flip)
+    cdir = Path(cache_dir) / out.cache_tag if cache_dir else None
     todo = _read_cached(out, cdir) if cdir is not None else list(range(n))
+    writable = cdir is not None
     for start in progress_bar(range(0, len(todo), batch_size), desc="embed", unit="batch", disable=not progress or not todo):
         idx = todo[start:start + batch_size]
         crops = _crops(out, idx, embedder, detector, select, aligned)
@@ -104,8 +124,8 @@ def embed_files(paths: list[str | os.PathLike], embedder: Embedder, detector=Non
             for j, row in zip(have, e):
                 out.embeddings[idx[j]], out.status[idx[j]] = row, OK
                 out.n_faces[idx[j]] = max(out.n_faces[idx[j]], 1)
-        if cdir is not None:
-            _write_cached(out, cdir, idx)
+        if writable:
+            writable = _write_cached(out, cdir, idx)
     return out
 
 
@@ -120,7 +140,7 @@ def _read_cached(out: EmbeddedFiles, cdir: Path) -> list[int]:
         if os.path.exists(p):
             out.cache_keys[i] = file_key(p)
             cp = _entry_path(cdir, out.cache_keys[i])
-            entry = _read_entry(cp) if cp.exists() else None
+            entry = _read_entry(cp, out.embeddings.shape[1]) if os.path.lexists(cp) else None
             if entry is not None:
                 out.status[i], out.n_faces[i] = entry[0], entry[1]
                 if entry[0] == OK:
@@ -152,31 +172,31 @@ def _crops(out: EmbeddedFiles, idx: list[int], embedder: Embedder, detector, sel
     return crops
 
 
-def _write_cached(out: EmbeddedFiles, cdir: Path, idx: list[int]) -> None:
+def _write_cached(out: EmbeddedFiles, cdir: Path, idx: list[int]) -> bool:
+    """Write the entries of rows ``idx``; False (after a one-line warning) when the cache cannot be written.
+    An entry whose place holds a link, folder or other non-file is left alone (a damaged one was warned
+    about when read)."""
     for i in idx:
-        if out.cache_keys[i] is None:  # the file did not exist: nothing to key the cache by
+        cp = _entry_path(cdir, out.cache_keys[i]) if out.cache_keys[i] else None
+        if cp is None or (os.path.lexists(cp) and not regular_file(cp)):  # no file to key by, or not ours to replace
             continue
         buf = io.BytesIO()
         np.savez(buf, emb=out.embeddings[i], status=np.array(out.status[i]), n_faces=np.array(out.n_faces[i]))
-        atomic_write_bytes(_entry_path(cdir, out.cache_keys[i]), buf.getvalue())
+        try:
+            atomic_write_bytes(cp, buf.getvalue())
+        except (OSError, ValueError) as e:
+            warnings.warn(f"embedding cache {cdir.parent}: cannot write {cp} ({getattr(e, 'strerror', None) or e}); "
+                          "embeddings are not cached", UserWarning, stacklevel=3)
+            return False
+    return True
 
 
-def prune_cache(cache_dir: str | os.PathLike, keep: list[str | None] | set[str]) -> list[Path]:
-    """Delete the cache entries (of every model and setting) whose content key is not in ``keep``.
-
-    For caches that serve one set of files, e.g. the gallery's: photos removed or replaced leave
-    entries nobody will read again. Returns the deleted paths.
-    """
-    keep = {k for k in keep if k}
-    gone = []
-    root = Path(cache_dir)
-    if not root.is_dir():
-        return gone
-    for cp in root.glob("*/*/*.npz"):
-        if cp.stem not in keep:
-            cp.unlink(missing_ok=True)
-            gone.append(cp)
-    return gone
+def prune_cache(cache_dir: str | os.PathLike, scope: str, emb: EmbeddedFiles) -> list[Path]:
+    """Delete the entries of the gallery cache ``cache_dir`` that no user of it still needs (``facecore.cache``:
+    ``scope``, e.g. the gallery folder, now uses ``emb``'s entries). Returns the deleted paths."""
+    if emb.cache_tag is None:
+        return []
+    return prune_entries(cache_dir, scope, emb.cache_tag, emb.cache_keys)
 
 
 def aligned_input(embedder, rgb: np.ndarray) -> np.ndarray:

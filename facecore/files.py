@@ -1,12 +1,20 @@
-"""Robust image decoding and atomic file writes."""
+"""Robust image decoding and atomic file writes.
+
+Every facecore writer goes through ``output_target``'s rule: an output that is a symlink is written
+through to its target (replaced atomically, the link kept); one that is a folder, a device node, a
+FIFO or a socket is refused with ``OutputPathError`` (a ValueError naming the argument and the path).
+"""
 from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import tempfile
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -84,21 +92,107 @@ def _to_rgb(im) -> np.ndarray:
     return np.asarray(im.convert("RGB"))
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename; the file
-    gets the mode a plain ``open(path, "wb")`` would (0666 less the umask)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+class OutputPathError(ValueError):
+    """An output path facecore will not write: a folder, device node, FIFO, socket or symlink loop."""
+
+
+_NOT_FILES = ((stat.S_ISDIR, "a folder"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+              (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"))
+
+
+def output_target(path: str | os.PathLike, what: str | None = None) -> Path:
+    """The regular file that writing ``path`` creates or replaces; the one rule of every facecore writer.
+
+    A symlink is written through: its final target is replaced (atomically, by the writers), the link
+    itself is kept. A path, or link target, that exists and is not a regular file (a folder, a device
+    node such as ``/dev/null``, a FIFO, a socket) or a symlink loop raises ``OutputPathError`` naming
+    ``what`` (e.g. the command-line argument) and the path.
+    """
+    p = Path(path)
+    target = Path(os.path.realpath(p)) if p.is_symlink() else p
+    label = f"{what} {p}" if what else str(p)
+    if target != p:
+        label += f" (a link to {target})"
+    if target.is_symlink():
+        raise OutputPathError(f"{label}: is a symlink loop; give a file path")
     try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would make every output private
-        with os.fdopen(fd, "wb") as f:
+        mode = os.stat(target).st_mode
+    except FileNotFoundError:
+        return target
+    except OSError as e:
+        raise OutputPathError(f"{label}: cannot be checked ({e.strerror}); give another file path") from None
+    for test, kind in _NOT_FILES:
+        if test(mode):
+            fix = "give a file name inside it" if kind == "a folder" else "give a regular file path"
+            raise OutputPathError(f"{label}: is {kind}, not a regular file; {fix}")
+    return target
+
+
+def regular_file(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a regular file itself (a link, folder, device, FIFO or socket is not)."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def check_output_path(path: str | os.PathLike, what: str | None = None) -> Path:
+    """``path`` itself when ``output_target`` accepts it (else ``OutputPathError``): for early checks."""
+    output_target(path, what)
+    return Path(path)
+
+
+def commit_output(tmp: str | os.PathLike, path: str | os.PathLike, what: str | None = None) -> Path:
+    """Move the finished temporary file ``tmp`` over ``path``'s target (checked again by ``output_target``:
+    the path may have changed while the data was written) and return the target. The file gets the mode a
+    plain ``open(path, "wb")`` would give it: the replaced file's, else 0666 less the umask. On any error
+    ``tmp`` is removed and the error raised (an OSError names ``path``, not the temporary file)."""
+    try:
+        target = output_target(path, what)
+        try:
+            mode = stat.S_IMODE(os.stat(target).st_mode) & 0o777
+        except FileNotFoundError:
+            mode = 0o666 & ~_umask()  # mkstemp's 0600 would make every output private
+        os.chmod(tmp, mode)
+        os.replace(tmp, target)
+    except BaseException as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise _named(e, tmp, path) from None
+    return target
+
+
+def _named(e: BaseException, tmp: str | os.PathLike, path: str | os.PathLike) -> BaseException:
+    """``e``, or for an OSError about the temporary file ``tmp`` the same error about ``path``."""
+    if isinstance(e, OSError) and e.errno and e.filename in (str(tmp), str(Path(tmp).parent)):
+        return OSError(e.errno, e.strerror, str(path))  # the errno's subclass, e.g. PermissionError
+    return e
+
+
+@contextmanager
+def atomic_output(path: str | os.PathLike, what: str | None = None, suffix: str = ".tmp") -> Iterator[Path]:
+    """A temporary path beside ``path``'s target for a library to write (e.g. ``savefig``); committed
+    over the target (``commit_output``) when the block ends without an error, else removed."""
+    target = output_target(path, what)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)  # a link's target folder is never created
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=target.parent)
+    except OSError as e:
+        raise OSError(e.errno, e.strerror, str(path)) from None  # e.g. a read-only folder
+    os.close(fd)
+    try:
+        yield Path(tmp)
+    except BaseException as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise _named(e, tmp, path) from None
+    commit_output(tmp, path, what)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, what: str | None = None) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename, by the rule of
+    ``output_target`` (a symlink is written through; a folder, device, FIFO or socket is refused)."""
+    with atomic_output(path, what) as tmp:
+        with open(tmp, "wb") as f:
             f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _umask() -> int:
@@ -117,8 +211,33 @@ def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
     return h.hexdigest()
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
+def atomic_write_text(path: str | os.PathLike, text: str, what: str | None = None) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"), what)
+
+
+def update_text(path: str | os.PathLike, text: str, what: str | None = None) -> bool:
+    """``atomic_write_text`` unless the file already holds exactly ``text`` (so a complete output in a
+    read-only folder is left as it is); whether it wrote."""
+    data = text.encode("utf-8")
+    target = output_target(path, what)
+    try:
+        if regular_file(target) and target.stat().st_size == len(data) and target.read_bytes() == data:
+            return False
+    except OSError:
+        pass  # unreadable: written again
+    atomic_write_bytes(path, data, what)
+    return True
+
+
+def unwritable_reason(folder: str | os.PathLike) -> str | None:
+    """Why no file can be created in ``folder`` (tried: a probe file, removed at once), or None when one can."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".facecore.probe.", dir=folder)
+    except OSError as e:
+        return e.strerror or type(e).__name__
+    os.close(fd)
+    os.unlink(probe)
+    return None
 
 
 def encode_jpeg(rgb: np.ndarray, quality: int = 95) -> bytes:

@@ -21,7 +21,8 @@ from pathlib import Path
 import pandas as pd
 
 from .faces import Landmarker, detect_align
-from .files import OK, LoadedImage, atomic_write_bytes, atomic_write_text, encode_jpeg, list_images, load_rgb
+from .files import (OK, LoadedImage, atomic_write_bytes, atomic_write_text, encode_jpeg, list_images, load_rgb,
+                    output_target, unwritable_reason, update_text)
 from .manifest import (COLUMNS, CONFIG, JOURNAL, LANDMARK_NAMES, MANIFEST, OLD_COLUMNS, V2_COLUMNS,  # noqa: F401
                        landmarks_of, last_per_path, manifest_row, read_journal, read_manifest, rows_text, source_sha1,
                        source_stat, still_valid, summarize, write_manifest)
@@ -80,6 +81,8 @@ def align_folder(src: str | os.PathLike, dst: str | os.PathLike, size: int = 112
                         "detector": detector_key(detector)})
     paths = list_images(src)[:limit]
     todo = _pending(src, dst, paths)
+    if not todo:  # complete: nothing is written unless the manifest changed (a read-only folder is fine)
+        return write_manifest(dst, paths)
     crop = dict(detector=detector, size=size, select=select, landmarker=_resolve_landmarker(landmarks, device),
                 dst=dst, names=output_names(paths), quality=quality)
     bar = progress_bar(total=len(paths), initial=len(paths) - len(todo), desc=f"align {src.name}", unit="img",
@@ -114,11 +117,26 @@ def _detector(name: str, device: str, min_face_size: float, max_side: int, min_f
     return create_detector(name)
 
 
+def _require_writable(dst: Path, why: str) -> None:
+    """ValueError (one line) when no file can be created in ``dst``."""
+    if reason := unwritable_reason(dst):
+        raise ValueError(f"align_folder: cannot write in destination {dst} ({reason}), {why}; "
+                         "make it writable or choose another folder")
+
+
 def _check_config(dst: Path, config: dict) -> None:
-    """Record the folder's settings on the first run; a later run with other settings is refused."""
-    dst.mkdir(parents=True, exist_ok=True)
+    """Record the folder's settings on the first run; a later run with other settings is refused. The
+    folder's own files must be files (``facecore.files.output_target``): a FIFO would block the reads."""
+    try:
+        dst.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"align_folder: cannot create destination {dst} ({e.strerror}); "
+                         "choose another folder") from None
+    for name in (CONFIG, JOURNAL, MANIFEST):
+        output_target(dst / name, "align_folder:")
     cfg_path = dst / CONFIG
     if not cfg_path.exists():
+        _require_writable(dst, "nothing aligned yet")
         atomic_write_text(cfg_path, json.dumps(config, indent=1))
         return
     old = json.loads(cfg_path.read_text())
@@ -133,9 +151,13 @@ def _pending(src: Path, dst: Path, paths: list[str]) -> list[str]:
     """The paths the journal does not hold as done; its partial last line and stale rows are dropped."""
     journal_path = dst / JOURNAL
     done_rows = [r for r in last_per_path(read_journal(journal_path)) if still_valid(r, src, dst)]
-    atomic_write_text(journal_path, rows_text(done_rows))
     done = {r[0] for r in done_rows}
-    return [p for p in paths if p not in done]
+    todo = [p for p in paths if p not in done]
+    if todo:
+        _require_writable(dst, f"{len(todo)} of {len(paths)} images still to align")
+    if journal_path.exists() or done_rows:
+        update_text(journal_path, rows_text(done_rows))  # rewritten only when rows were dropped or changed
+    return todo
 
 
 def _align_batch(batch: list[str], imgs: list[LoadedImage], stats: list[tuple[str, str, str]], detector, size: int,
@@ -204,6 +226,9 @@ def main(argv: list[str] | None = None) -> int:
                              num_workers=0, progress=False)
     except (ValueError, FileNotFoundError) as e:
         print(f"facecore.folder: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # e.g. a crop sub-folder made read-only, or a full disk, mid-run
+        print(f"facecore.folder: error: {e.filename or args.dst}: {e.strerror}", file=sys.stderr)
         return 2
     print(summarize(m)[["images"]].T.to_string(index=False))
     return 0

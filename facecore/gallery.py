@@ -2,10 +2,12 @@
 
 Layouts (both may be mixed, and a name may use both): a folder per person,
 ``people_faces/<Name>/*.jpg|png|...``, or a flat file per person, ``people_faces/<Name>.jpg``.
-Hidden files are skipped. Each photo goes through the one embedding path
+Hidden files are skipped; a person folder without a photo facecore reads (empty, or only e.g.
+``.heic``/``.gif`` files) is named in a warning. Each photo goes through the one embedding path
 (``facecore.embed.embed_files``: detect -> align -> embed, flip-averaged), cached on disk by model
 detector and file contents, so a rebuild embeds only new or changed photos; a damaged cache entry is
-recomputed (with a warning), and the entries of photos no longer in the gallery are deleted. A person's photos are combined
+recomputed (with a warning). The cache deletes only its own entries that no gallery still uses
+(``facecore.cache``: galleries sharing a cache keep each other's). A person's photos are combined
 into the mean of their unit embeddings, renormalised (a template); a query is matched to the
 person of highest cosine similarity. A photo with no face, an unreadable photo, or one with several
 faces (the centre-largest face is used) is reported by name as a warning, never an error.
@@ -19,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .cache import claim
 from .embed import embed_files, prune_cache
 from .files import IMAGE_EXTENSIONS, NO_FACE, OK, UNREADABLE
 from .models import Embedder
@@ -73,24 +76,42 @@ def find_people(root: str | os.PathLike) -> dict[str, list[Path]]:
     return {name: sorted(set(photos)) for name, photos in sorted(people.items())}
 
 
+def skipped_people(root: str | os.PathLike) -> list[str]:
+    """One line per person folder under ``root`` that holds no photo ``find_people`` takes (empty, or
+    only files of other types, e.g. ``.heic``/``.gif``), naming what it holds."""
+    out = []
+    for entry in sorted(Path(root).iterdir()):
+        if entry.name.startswith(".") or not entry.is_dir():
+            continue
+        files = [p for p in sorted(entry.rglob("*")) if not _hidden(p, entry) and p.is_file()]
+        if not any(_is_image(p) for p in files):
+            held = ", ".join(p.relative_to(entry).as_posix() for p in files[:5]) + (", ..." if len(files) > 5 else "")
+            out.append(f"{entry}: no photo of a type facecore reads ({', '.join(IMAGE_EXTENSIONS)}), "
+                       f"{'it holds no visible file' if not files else 'it holds ' + held}; {entry.name} not enrolled")
+    return out
+
+
 def build_gallery(root: str | os.PathLike, embedder: Embedder, detector=None,
                   cache_dir: str | os.PathLike | None = DEFAULT_CACHE_DIR, progress: bool = False) -> Gallery:
     """Embed every person's photos (cached) and combine them into one template per person.
 
-    ``detector``: an object, a registered name or None (MTCNN, ``facecore.detectors``). The cache
-    (one folder per gallery: entries of photos not in ``root`` are deleted) is keyed by contents;
-    by default it is ``gallery/`` in ``facecore.paths.cache_root()``, None: no cache.
+    ``detector``: an object, a registered name or None (MTCNN, ``facecore.detectors``). The cache is
+    keyed by contents; by default it is ``gallery/`` in ``facecore.paths.cache_root()`` (None: no cache).
+    A new or empty ``cache_dir`` becomes a gallery cache, whose entries no gallery uses any more (photos
+    removed or replaced) are deleted (``facecore.cache``).
 
-    Problems (no face, several faces, unreadable, a person with no usable photo, an empty
-    gallery) are collected in ``Gallery.problems`` and issued as ``UserWarning``s.
+    Problems (no face, several faces, unreadable, a person folder or person with no usable photo, an
+    empty gallery) are collected in ``Gallery.problems`` and issued as ``UserWarning``s.
     """
     cache_dir = cache_path(cache_dir, "gallery")
     people = find_people(root)
     paths = [p for photos in people.values() for p in photos]
+    if cache_dir is not None:
+        claim(cache_dir, "gallery")  # before embed_files, which would mark a new folder as a plain cache
     emb = embed_files(paths, embedder, detector=detector, cache_dir=cache_dir, flip=True, progress=progress)
     if cache_dir is not None:
-        prune_cache(cache_dir, emb.cache_keys)  # photos removed or replaced since the last build
-    names, templates, counts, problems = [], [], [], []
+        prune_cache(cache_dir, str(Path(root).resolve()), emb)  # photos removed or replaced since the last build
+    names, templates, counts, problems = [], [], [], skipped_people(root)
     row = 0
     for name, photos in people.items():
         rows = range(row, row + len(photos))

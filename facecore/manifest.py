@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .files import NO_FACE, OK, UNREADABLE, LoadedImage, atomic_write_text, file_digest
+from .files import NO_FACE, OK, UNREADABLE, LoadedImage, file_digest, update_text
 
 LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
 OLD_COLUMNS = (["path", "output", "status", "message", "score", "n_faces", "width", "height", "x1", "y1", "x2", "y2"]
@@ -109,7 +109,7 @@ def write_manifest(dst: Path, paths: list[str] | None = None) -> pd.DataFrame:
         keep = set(paths)
         rows = [r for r in rows if r[0] in keep]
     rows.sort(key=lambda r: r[0])
-    atomic_write_text(dst / MANIFEST, ",".join(COLUMNS) + "\n" + rows_text(rows))
+    update_text(dst / MANIFEST, ",".join(COLUMNS) + "\n" + rows_text(rows))  # unchanged: not rewritten
     return read_manifest(dst)
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .checkpoint import export_for_shipping, read_checkpoint, set_thresholds
-from .files import atomic_write_text
+from .files import atomic_write_text, commit_output, output_target
 from .paths import project_path
 
 # LFW false-positive rates at which every exported model stores a threshold (meta["thresholds_by_fpr"]);
@@ -53,7 +53,7 @@ def _finalize(src: Path, checkpoint: str, export_path: str | None, lfw_dir: str 
     if not export_path:
         return {**metrics, **(evaluate_lfw(src, lfw_dir, device, fpr) if with_lfw else {})}
     dst = project_path(export_path)  # measure and calibrate what ships (fp16), not the float32 training checkpoint
-    tmp = dst.with_name(f".{dst.name}.export.tmp")  # the shipped file changes only once all is done
+    tmp = output_target(dst, "export_path").with_name(f".{dst.name}.export.tmp")  # the shipped file changes once all is done
     metrics["mantissa_bits"] = int(mantissa_bits)
     try:
         export_for_shipping(src, tmp, metrics, mantissa_bits)
@@ -63,7 +63,7 @@ def _finalize(src: Path, checkpoint: str, export_path: str | None, lfw_dir: str 
                 metrics["backbone"] = _backbone_figures(evaluate_lfw(tmp, lfw_dir, device, fpr, head=False))
             set_thresholds(tmp, metrics["threshold"], fpr, metrics["thresholds_by_fpr"], metrics,
                            backbone=metrics.get("backbone"))
-        os.replace(tmp, dst)
+        commit_output(tmp, dst, "export_path")
     finally:
         tmp.unlink(missing_ok=True)
     metrics["exported"] = str(export_path)
@@ -145,9 +145,9 @@ def promote(candidate: str | os.PathLike, name: str, lfw_dir: str | os.PathLike 
         print(f"{candidate}: LFW {100 * new['lfw_acc']:.2f}% does not beat the shipped {name} "
               f"({100 * old['lfw_acc']:.2f}%); kept the shipped file")
         return out
-    tmp = old_path.with_name(f".{old_path.name}.promote.tmp")
+    tmp = output_target(old_path).with_name(f".{old_path.name}.promote.tmp")
     shutil.copyfile(candidate, tmp)
-    os.replace(tmp, old_path)
+    commit_output(tmp, old_path)
     out["sha256"], out["promoted"] = record_hash(old_path)[1], True
     if metrics_from and metrics_to:
         m = json.loads(Path(metrics_from).read_text())

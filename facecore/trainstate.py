@@ -2,7 +2,6 @@
 equals an uninterrupted one) and the history (``history.csv``, ``curves.png``)."""
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import torch
 import torch.distributed as dist
 
 from .checkpoint import load_weights, read_checkpoint
-from .files import atomic_write_text
+from .files import atomic_output, atomic_write_text
 
 
 def rng_states(gen: torch.Generator, sampler_epoch: int | None, device: str, world: int) -> list[dict]:
@@ -92,9 +91,8 @@ def write_history(history: list[dict], out: Path) -> None:
         from .plots import training_curves
 
         fig = training_curves(df)
-        tmp = out / ".curves.tmp.png"
-        fig.savefig(tmp, dpi=90, bbox_inches="tight")
-        os.replace(tmp, out / "curves.png")
+        with atomic_output(out / "curves.png", suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=90, bbox_inches="tight")
         import matplotlib.pyplot as plt
 
         plt.close(fig)

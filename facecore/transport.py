@@ -114,7 +114,7 @@ def unpack(src: str | os.PathLike, dst: str | os.PathLike) -> dict[str, Path]:
             if (folder := (dst / n).parent) not in made:
                 folder.mkdir(parents=True, exist_ok=True)
                 made.add(folder)
-            (dst / n).write_bytes(blob[a:b].tobytes())
+            atomic_write_bytes(dst / n, blob[a:b].tobytes())  # by facecore.files' output rule
         names += part_names
     with np.load(src / TABLE) as z:
         listed = {k.decode() for k in z["paths"]}

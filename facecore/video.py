@@ -15,7 +15,7 @@ from typing import Iterator
 
 import numpy as np
 
-from .files import list_images, load_rgb
+from .files import list_images, load_rgb, output_target, unwritable_reason
 FOLDER_FPS = 10.0  # nominal frame rate of a folder of images
 OUTPUT_EXTENSIONS = (".gif", ".mp4")
 
@@ -149,21 +149,17 @@ def check_output_path(path: str | os.PathLike) -> Path:
 
 
 def check_writable(path: str | os.PathLike, flag: str) -> Path:
-    """``path`` when a file can be created there (tried: a probe file in its folder, removed at once),
-    else ValueError naming ``flag`` (a parameter name, shown as ``flag=path``, or a ``--flag``): a folder
-    given as the file, a missing or read-only folder."""
+    """``path`` when a file can be created there by ``facecore.files.output_target``'s rule (a symlink is
+    written through; a folder, device node, FIFO or socket is refused) and its folder takes a probe file
+    (removed at once), else ValueError naming ``flag`` (a parameter name, shown as ``flag=path``, or a
+    ``--flag``): also for a missing or read-only folder."""
     p = Path(path)
     what = f"{flag} {p}" if flag.startswith("-") else f"{flag}={p}"
-    if p.is_dir():
-        raise ValueError(f"{what}: is a folder; give a file name inside it")
-    if not p.parent.resolve().is_dir():
-        raise ValueError(f"{what}: folder {p.parent} does not exist; create it or choose another path")
-    try:
-        fd, probe = tempfile.mkstemp(prefix=f".{p.name}.probe.", dir=p.parent)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as e:
-        raise ValueError(f"{what}: cannot write in {p.parent} ({e.strerror}); choose another folder") from None
+    target = output_target(p, flag)
+    if not target.parent.resolve().is_dir():
+        raise ValueError(f"{what}: folder {target.parent} does not exist; create it or choose another path")
+    if why := unwritable_reason(target.parent):
+        raise ValueError(f"{what}: cannot write in {target.parent} ({why}); choose another folder")
     return p
 
 

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .files import commit_output, output_target
+
 GIF_BITS = 6  # 2**6 colours per GIF frame: smaller files than 256, hardly visible at 320 px
 
 
@@ -35,7 +37,8 @@ class OutputWriter:
         self.path, self.fps = Path(path), float(fps)
         self.gif = self.path.suffix.lower() == ".gif"
         self.frames_written, self._last_slot, self._frames, self._mp4 = 0, -1, [], None
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=self.path.suffix, dir=self.path.parent)
+        target = output_target(self.path, "output_path")  # a symlink is written through (facecore.files)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=self.path.suffix, dir=target.parent)
         os.close(fd)
         self._tmp = Path(tmp)
 
@@ -70,10 +73,7 @@ class OutputWriter:
                 mp4, self._mp4 = self._mp4, None
                 mp4.close()
             if keep:
-                umask = os.umask(0)
-                os.umask(umask)
-                os.chmod(self._tmp, 0o666 & ~umask)  # mkstemp's 0600 is for the temporary file only
-                os.replace(self._tmp, self.path)
+                commit_output(self._tmp, self.path, "output_path")  # mode as open() gives it, not mkstemp's 0600
         if self._tmp.exists():
             self._tmp.unlink()
 

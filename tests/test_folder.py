@@ -282,3 +282,44 @@ def test_prefetch_keeps_order_and_a_bounded_number_of_images_ahead():
     jobs = [(f"img{i}.jpg", 1024) for i in range(100)]
     assert list(_prefetch(pool, jobs, 8)) == [j[0] for j in jobs]
     assert pool.peak == 8 and pool.outstanding == 0
+
+
+def _run_read_only(folder: Path, cmd: list) -> subprocess.CompletedProcess:
+    """``cmd`` run while ``folder`` is read-only: made so by chmod for a user; for root (who writes anyway)
+    by a read-only bind mount in a private mount namespace (gone with the process); skip when impossible."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [str(c) for c in cmd]
+    if os.geteuid() != 0:
+        dirs = [folder, *[p for p in folder.rglob("*") if p.is_dir()]]
+        for d in dirs:
+            d.chmod(0o555)
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+        finally:
+            for d in dirs:
+                d.chmod(0o755)
+    if subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode != 0:
+        pytest.skip("running as root without rights to mount: cannot make a folder read-only")
+    sh = 'mount --bind "$1" "$1" && mount -o remount,ro,bind "$1" || exit 97; shift; exec "$@"'
+    r = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", sh, "sh", str(folder), *cmd],
+                       capture_output=True, text=True, env=env, timeout=600)
+    if r.returncode == 97:
+        pytest.skip(f"cannot mount {folder} read-only: {r.stderr.strip()}")
+    return r
+
+
+def test_read_only_destination_is_one_line_and_a_complete_one_a_no_op(three_faces, tmp_path):
+    cli = [sys.executable, "-m", "facecore.folder", three_faces]
+    (tmp_path / "ro").mkdir()
+    r = _run_read_only(tmp_path / "ro", [*cli, tmp_path / "ro"])
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "cannot write in destination" in r.stderr and "nothing aligned yet" in r.stderr
+    dst = tmp_path / "out"
+    assert subprocess.run([*map(str, cli), str(dst)], capture_output=True).returncode == 0
+    before = {p: (p.stat().st_mtime_ns, p.stat().st_ino) for p in dst.rglob("*")}
+    r = _run_read_only(dst, [*cli, dst])
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    assert {p: (p.stat().st_mtime_ns, p.stat().st_ino) for p in dst.rglob("*")} == before  # nothing rewritten
+    (dst / "p" / "1.jpg").unlink()  # now one crop is to redo: refused, one line
+    r = _run_read_only(dst, [*cli, dst])
+    assert r.returncode == 2 and "1 of 3 images still to align" in r.stderr and len(r.stderr.strip().splitlines()) == 1

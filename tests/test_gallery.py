@@ -10,7 +10,7 @@ import torch
 
 from conftest import need_data
 from facecore.embed import embed_files
-from facecore.gallery import Gallery, build_gallery, find_people
+from facecore.gallery import Gallery, build_gallery, find_people, skipped_people
 from facecore.models import checkpoint_meta, create_model, load_embedder, save_checkpoint
 from facecore.tracking import UNKNOWN
 
@@ -133,6 +133,21 @@ def test_build_templates_cache_and_problems(tmp_path, embedder, photos):
         del embedder.embed
     assert calls == [1]
     np.testing.assert_array_equal(changed.embeddings[0], gal.embeddings[0])
+
+
+def test_person_folders_without_a_readable_photo_are_named(tmp_path, embedder):
+    (tmp_path / "Eve").mkdir()  # empty
+    _touch(tmp_path / "José Núñez" / "a.heic")
+    _touch(tmp_path / "José Núñez" / "b.GIF")
+    _touch(tmp_path / ".hidden_person" / "x.heic")
+    _touch(tmp_path / "Ann" / ".x.jpg")  # only a hidden photo
+    _touch(tmp_path / "README.md")
+    got = skipped_people(tmp_path)
+    assert len(got) == 3 and "Ann" in got[0] and "Eve" in got[1] and "no visible file" in got[1], got
+    assert "José Núñez: no photo" in got[2] and "a.heic, b.GIF" in got[2] and "not enrolled" in got[2]
+    with pytest.warns(UserWarning) as rec:
+        build_gallery(tmp_path, embedder, cache_dir=None)
+    assert [str(w.message) for w in rec][:3] == got
 
 
 def test_empty_gallery_warns_and_labels_unknown(tmp_path, embedder):
