@@ -92,7 +92,8 @@ def test_writers_get_the_rule_for_free(tmp_path, specials):
 
     from facecore.checkpoint import write_checkpoint
     from facecore.files import write_table
-    from facecore.video import OutputWriter, check_output_path, check_writable
+    from facecore.video import check_output_path, check_writable
+    from facecore.video_out import OutputWriter
 
     with pytest.raises(ValueError, match="FIFO"):
         write_checkpoint(tmp_path / "fifo", {"meta": {}, "state_dict": {}})
@@ -102,7 +103,7 @@ def test_writers_get_the_rule_for_free(tmp_path, specials):
     with pytest.raises(ValueError, match="--report_json .*character device"):
         check_writable(tmp_path / "null", "--report_json")
     (tmp_path / "o.gif").symlink_to(tmp_path / "fifo")
-    with pytest.raises(ValueError, match="--output_path .*FIFO"):
+    with pytest.raises(ValueError, match="output_path .*FIFO"):
         check_output_path(tmp_path / "o.gif")
     with pytest.raises(ValueError, match="FIFO"):
         OutputWriter(tmp_path / "o.gif", 10.0)
