@@ -5,6 +5,9 @@
 
     .venv/bin/python bench/bad_inputs.py [--only realtime,gallery,align,train,pipeline,outputs,readonly,caches,people]
 
+
+    .venv/bin/python bench/bad_inputs.py [--only realtime,gallery,align,align-integrity,train,pipeline]
+
 Every probe runs a command line the way a user would (``realtime.py``, ``python -m facecore.folder``,
 ``python -m facecore.pipeline``, ``python -m facecore.train``) in a scratch folder and then checks what
 is on disk. A row passes when the exit code is the documented one (2 for bad input, 0 for a run that
@@ -801,6 +804,190 @@ def _(work: Path) -> Outcome:
     r = _gallery_at(work, people, work / "cache")
     lost = [f"{n} not named" for n in ("Empty Person", "José Núñez") if f"{n}: no photo" not in r.stderr]
     return Outcome(r.returncode, r.stderr, ", ".join(lost))
+
+
+
+# ----------------------------------------------------------------------------- align-integrity
+# An aligned folder is never left stale or inconsistent by a run that exits 0, and --check tells.
+def _check(dst: Path, *src) -> subprocess.CompletedProcess:
+    return run([PY, "-m", "facecore.folder", "--check", *src, dst])
+
+
+for _flag, _value in [("--limit", "-2"), ("--size", "0"), ("--size", "100000"), ("--min_face_frac", "5"),
+                      ("--min_face_frac", "nan"), ("--limit", "abc")]:
+    def _refused(work: Path, flag=_flag, value=_value) -> Outcome:
+        r = _align(_three(work), work / "out", flag, value)
+        one = len(r.stderr.strip().splitlines()) == 1 and flag in r.stderr
+        return Outcome(r.returncode, r.stderr, "; ".join(filter(None, [
+            (work / "out").exists() and "the destination was created", not one and "not one line naming the flag"])))
+    probe("align-integrity", f"{_flag} {_value} is refused before anything is written")(_refused)
+
+
+@probe("align-integrity", "--size 0, then the corrected rerun runs", expect=0)
+def _(work: Path) -> Outcome:
+    src, dst = _three(work), work / "out"
+    first = _align(src, dst, "--size", "0").returncode
+    r = _align(src, dst, "--size", "112")
+    return Outcome(r.returncode, r.stderr, "" if first == 2 else f"--size 0 exited {first}")
+
+
+@probe("align-integrity", "x.png aligned, then x.jpg added: two crops, x.png's kept", expect=0)
+def _(work: Path) -> Outcome:
+    from PIL import Image
+
+    from facecore.folder import read_manifest
+
+    src, dst = _three(work), work / "out"
+    Image.open(src / "p" / "0.jpg").save(src / "p" / "x.png")
+    os.remove(src / "p" / "0.jpg")
+    _align(src, dst)
+    before = (dst / read_manifest(dst).set_index("path").loc["p/x.png", "output"]).read_bytes()
+    Image.open(src / "p" / "1.jpg").transpose(Image.FLIP_LEFT_RIGHT).save(src / "p" / "x.jpg")
+    r = _align(src, dst)
+    m = read_manifest(dst).set_index("path")
+    lost = ("two rows name one crop" if not m.output.is_unique else
+            "x.png's crop was overwritten" if (dst / m.loc["p/x.png", "output"]).read_bytes() != before else "")
+    c = _check(dst)
+    return Outcome(r.returncode, r.stderr + c.stderr, lost or ("--check refuses it" if c.returncode else ""))
+
+
+RACE = """
+import os, sys
+import facecore.folder as folder
+real, target, other = folder.load_rgb, sys.argv[1], sys.argv[2]
+def racing(arg, max_side=1024):  # the photo is rewritten right after the read that is decoded
+    img = real(arg, max_side=max_side)
+    if not os.path.exists(target + ".done") and (arg == target or arg == open(target, "rb").read()):
+        os.replace(other, target)
+        open(target + ".done", "w").close()
+    return img
+folder.load_rgb = racing
+sys.exit(folder.main(sys.argv[3:]))
+"""
+
+
+@probe("align-integrity", "a photo rewritten while it is aligned (same size) is redone", expect=0)
+def _(work: Path) -> Outcome:
+    from PIL import Image
+
+    from facecore.files import file_digest
+    from facecore.folder import read_manifest
+
+    src, dst = _three(work), work / "out"
+    photos = [src / "p" / f"{i}.bmp" for i in range(3)]
+    for f in photos:
+        Image.open(f.with_suffix(".jpg")).save(f)
+        os.remove(f.with_suffix(".jpg"))
+    lfw = sorted((data_root() / "lfw" / "lfw-deepfunneled" / "George_W_Bush").glob("*.jpg"))
+    Image.open(lfw[3]).save(work / "other.bmp")  # another photo of the same size (LFW: all 250 x 250)
+    r0 = run([PY, "-c", RACE, photos[1], work / "other.bmp", src, dst])
+    os.remove(str(photos[1]) + ".done")
+    r = _align(src, dst)
+    (work / "one" / "p").mkdir(parents=True)  # the photo as it is now, aligned alone (as a redo aligns it)
+    shutil.copy(photos[1], work / "one" / "p" / "1.bmp")
+    _align(work / "one", work / "fresh")
+    fresh, m = read_manifest(work / "fresh"), read_manifest(dst)
+    stale = (m.src_sha1[1] != file_digest(photos[1], "sha1") or m.x1[1] != fresh.x1[0]
+             or (dst / m.output[1]).read_bytes() != (work / "fresh" / fresh.output[0]).read_bytes())
+    c = _check(dst)
+    return Outcome(max(r0.returncode, r.returncode), r0.stderr + r.stderr + c.stderr,
+                   "p/1.bmp's row or crop is the old photo's" if stale else "--check refuses it" if c.returncode else "")
+
+
+HOLDER = """
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)
+fcntl.flock(fd, fcntl.LOCK_EX)
+os.write(fd, f"{os.getpid()}\\n".encode())
+print("locked", flush=True)
+sys.stdin.read()
+"""
+
+
+def _holding(lock: Path) -> subprocess.Popen:
+    """A live process holding ``lock`` (as a running alignment does) until its stdin is closed."""
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    p = subprocess.Popen([PY, "-c", HOLDER, lock], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert p.stdout.readline().strip() == "locked"
+    return p
+
+
+@probe("align-integrity", "a second run while one holds the lock is refused")
+def _(work: Path) -> Outcome:
+    src, dst = _three(work), work / "out"
+    holder = _holding(dst / ".align.lock")
+    try:
+        r, c = _align(src, dst), _check(dst)
+    finally:
+        holder.stdin.close()
+        holder.wait()
+    wrote = [n for n in ("manifest.csv", ".align_journal.csv") if (dst / n).exists()]
+    return Outcome(r.returncode, r.stderr, "; ".join(filter(None, [
+        f"pid {holder.pid}" not in r.stderr and "the owner's pid is not named",
+        c.returncode != 2 and "--check does not refuse a folder being aligned", wrote and f"wrote {wrote}"])))
+
+
+@probe("align-integrity", "a lock left by an ended run (its pid is dead) is taken over", expect=0)
+def _(work: Path) -> Outcome:
+    src, dst = _three(work), work / "out"
+    holder = _holding(dst / ".align.lock")
+    holder.stdin.close()
+    holder.wait()  # as after kill -9: the lock file stays, naming a pid that has ended
+    r = _align(src, dst)
+    return Outcome(r.returncode, r.stderr, "" if _check(dst).returncode == 0 else "the folder is not complete")
+
+
+@probe("align-integrity", "two runs at once: each completes or is refused, never a partial manifest", expect=0)
+def _(work: Path) -> Outcome:
+    src = work / "src"
+    for f in sorted((data_root() / "lfw" / "lfw-deepfunneled").glob("A*/*.jpg"))[:40]:
+        (src / f.parent.name).mkdir(parents=True, exist_ok=True)
+        shutil.copy(f, src / f.parent.name / f.name)
+    runs = [subprocess.Popen([PY, "-m", "facecore.folder", src, work / "out"], cwd=ROOT, env=ENV, stderr=subprocess.PIPE,
+                             stdout=subprocess.DEVNULL, text=True) for _ in range(2)]
+    errs = [p.communicate(timeout=900)[1] for p in runs]
+    codes = [p.returncode for p in runs]
+    odd = [rc for rc, e in zip(codes, errs) if rc != 0 and not (rc == 2 and "being aligned by another run" in e)]
+    c = _check(work / "out")
+    return Outcome(0 if not odd and 0 in codes else max(codes), "".join(errs) + c.stderr,
+                   "--check: " + c.stderr.strip() if c.returncode else "")
+
+
+@probe("align-integrity", "--check: whole rows cut off the manifest")
+def _(work: Path) -> Outcome:
+    src, dst = _three(work), work / "out"
+    _align(src, dst)
+    lines = (dst / "manifest.csv").read_text().splitlines(keepends=True)
+    (dst / "manifest.csv").write_text("".join(lines[:-1]))
+    return Outcome(_check(dst).returncode, _check(dst).stderr)
+
+
+@probe("align-integrity", "--check: a crop deleted")
+def _(work: Path) -> Outcome:
+    src, dst = _three(work), work / "out"
+    _align(src, dst)
+    (dst / "p" / "2.jpg").unlink()
+    c = _check(dst)
+    return Outcome(c.returncode, c.stderr)
+
+
+@probe("align-integrity", "--check: two rows naming one crop")
+def _(work: Path) -> Outcome:
+    src, dst = _three(work), work / "out"
+    _align(src, dst)
+    text = (dst / "manifest.csv").read_text()
+    (dst / "manifest.csv").write_text(text.replace(",p/2.jpg,ok,", ",p/1.jpg,ok,"))
+    c = _check(dst)
+    return Outcome(c.returncode, c.stderr)
+
+
+@probe("align-integrity", "--check: a source added since the last run")
+def _(work: Path) -> Outcome:
+    src, dst = _three(work), work / "out"
+    _align(src, dst)
+    shutil.copy(src / "p" / "0.jpg", src / "p" / "3.jpg")
+    c = _check(dst)
+    return Outcome(c.returncode, c.stderr)
 
 
 def main() -> None:

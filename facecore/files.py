@@ -7,6 +7,7 @@ FIFO or a socket is refused with ``OutputPathError`` (a ValueError naming the ar
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import stat
 import tempfile
@@ -34,8 +35,9 @@ class LoadedImage:
     message: str = ""
 
 
-def load_rgb(path: str | os.PathLike, max_side: int | None = 1024) -> LoadedImage:
-    """Decode any common image file to HxWx3 uint8 RGB, never raising on a bad file.
+def load_rgb(path: str | os.PathLike | bytes, max_side: int | None = 1024) -> LoadedImage:
+    """Decode any common image file (or a file's bytes, already read) to HxWx3 uint8 RGB, never
+    raising on a bad file.
 
     Handles EXIF rotation, CMYK, 16-bit, palette, grey and alpha images. Images whose longer side
     exceeds ``max_side`` are decoded reduced (JPEG DCT scaling, then area resampling). A file that
@@ -44,11 +46,11 @@ def load_rgb(path: str | os.PathLike, max_side: int | None = 1024) -> LoadedImag
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
-        if os.path.getsize(path) == 0:
+        if (len(path) if isinstance(path, bytes) else os.path.getsize(path)) == 0:
             return LoadedImage(None, status=UNREADABLE, message="empty file (0 bytes)")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            with Image.open(path) as im:
+            with Image.open(io.BytesIO(path) if isinstance(path, bytes) else path) as im:
                 width, height = ImageOps.exif_transpose(im).size if _rotated(im) else im.size
                 if max_side and im.format == "JPEG" and max(im.size) > 2 * max_side:
                     im.draft("RGB", (max_side, max_side))

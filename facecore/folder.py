@@ -7,43 +7,89 @@ source whose modification time changed but whose bytes did not (a data set copie
 again) is not redone. Journals written before these columns existed stay valid (their rows count as
 done while their crop exists; without a recorded SHA-1 a new modification time means a redo). Every crop and the final ``manifest.csv`` are written atomically
 (temporary file + rename), so a kill at any moment leaves no half-written file; ``read_manifest``
-refuses a manifest damaged later (cut mid-row).
+refuses a manifest damaged later (cut mid-row). The SHA-1 is of the very bytes that were decoded (read
+once), and the size and mtime are taken before that read, so a source changed while it was being
+aligned is redone on the next run. A crop keeps the name it was journalled under; a new source whose
+natural name (``x.jpg`` for ``x.png``) is held by another gets another (``x.png.jpg``), and two rows
+naming one crop are both redone. One run at a time per destination (``facecore.alignlock``); the
+settings are checked before anything is written, and a run ends with an error, not a manifest, when
+a source has no row (``check_folder`` / ``--check`` tells a complete folder from one that is not).
 """
 from __future__ import annotations
 
+import argparse
+import hashlib
 import json
+import math
 import multiprocessing as mp
+import numbers
 import os
-from collections import deque
+import sys
+from collections import Counter, deque
 from itertools import islice
 from pathlib import Path
 
 import pandas as pd
 
+from .alignlock import alignment_lock
 from .faces import Landmarker, detect_align
-from .files import (OK, LoadedImage, atomic_write_bytes, atomic_write_text, encode_jpeg, list_images, load_rgb,
-                    output_target, unwritable_reason, update_text)
-from .manifest import (COLUMNS, CONFIG, JOURNAL, LANDMARK_NAMES, MANIFEST, OLD_COLUMNS, V2_COLUMNS,  # noqa: F401
-                       landmarks_of, last_per_path, manifest_row, read_journal, read_manifest, rows_text, source_sha1,
+from .files import (OK, UNREADABLE, LoadedImage, atomic_write_bytes, atomic_write_text, encode_jpeg, list_images,
+                    load_rgb, output_target, unwritable_reason, update_text)
+from .manifest import (COLUMNS, CONFIG, JOURNAL, LANDMARK_NAMES, MANIFEST, OLD_COLUMNS, RUN, V2_COLUMNS,  # noqa: F401
+                       check_folder, landmarks_of, last_per_path, manifest_row, read_journal, read_manifest, rows_text,
                        source_stat, still_valid, summarize, write_manifest)
 from .runtime import progress_bar
 
-def output_names(paths: list[str]) -> dict[str, str]:
-    """Output crop name of each source path: the same path with a ``.jpg`` suffix, unambiguous."""
-    out, taken = {}, set()
+# valid range of each numeric setting (None: no bound); integers where the bounds are
+RANGES = {"size": (16, 2048), "limit": (1, None), "batch_size": (1, None), "num_workers": (0, None),
+          "quality": (1, 100), "max_side": (64, None), "min_face_size": (8.0, None), "min_face_frac": (0.0, 1.0),
+          "pad_frac": (0.0, 2.0)}
+
+
+def check_settings(prefix: str = "", **values) -> None:
+    """ValueError naming the first setting (``prefix`` + its name, e.g. ``--size``) outside ``RANGES``
+    (``limit=None``: no limit)."""
+    for name, v in values.items():
+        lo, hi = RANGES[name]
+        if v is None and name == "limit":
+            continue
+        integral = isinstance(lo, int)
+        what = (f"{'an integer' if integral else 'a number'} "
+                + (f"from {lo} to {hi}" if hi is not None else f"of at least {lo}"))
+        is_num = isinstance(v, numbers.Integral if integral else numbers.Real) and not isinstance(v, bool)
+        if not (is_num and math.isfinite(v) and lo <= v and (hi is None or v <= hi)):
+            raise ValueError(f"{prefix}{name} {v!r}: must be {what}")
+
+
+def output_names(paths: list[str], held: dict[str, str] | None = None) -> dict[str, str]:
+    """Output crop name of each source path: the same path with a ``.jpg`` suffix, unambiguous. ``held``:
+    the crops already journalled (source path -> crop name), which keep their names and are given to no
+    other path."""
+    held = held or {}
+    out, taken = {}, set(held.values())
     for p in paths:
-        q = str(Path(p).with_suffix(".jpg"))
-        if q in taken:
-            q = p + ".jpg"
+        if p in held:
+            out[p] = held[p]
+            continue
+        q, n = str(Path(p).with_suffix(".jpg")), 0
+        while q in taken:
+            q, n = p + (f".{n}" if n else "") + ".jpg", n + 1
         taken.add(q)
         out[p] = q
     return out
 
 
-def _load(args: tuple[str, int]) -> tuple[LoadedImage, str]:
-    """The decoded image and the SHA-1 of its file (hashed in the worker, just before the decode reads it again
-    from the page cache)."""
-    return load_rgb(args[0], max_side=args[1]), source_sha1(Path(args[0]))
+def _load(args: tuple[str, int]) -> tuple[LoadedImage, tuple[str, str, str]]:
+    """The decoded image and its source's size, mtime (taken before reading) and the SHA-1 of the very
+    bytes decoded (read once: a source rewritten meanwhile cannot give a crop of one version and the
+    digest of another)."""
+    path = Path(args[0])
+    size, mtime = source_stat(path)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        return LoadedImage(None, status=UNREADABLE, message=f"{type(e).__name__}: {e}".strip()), (size, mtime, "")
+    return load_rgb(data, max_side=args[1]), (size, mtime, hashlib.sha1(data).hexdigest())
 
 
 def align_folder(src: str | os.PathLike, dst: str | os.PathLike, size: int = 112, device: str = "cpu",
@@ -66,8 +112,13 @@ def align_folder(src: str | os.PathLike, dst: str | os.PathLike, size: int = 112
     with a border of that share of its shorter side, ``padded`` in the manifest) or a detector object.
     """
 
+    from .detect import SELECT_RULES
     from .detectors import detector_key
 
+    check_settings(size=size, limit=limit, batch_size=batch_size, num_workers=num_workers, quality=quality,
+                   max_side=max_side, min_face_size=min_face_size, min_face_frac=min_face_frac, pad_frac=pad_frac)
+    if select not in SELECT_RULES:
+        raise ValueError(f"select {select!r}: must be one of {', '.join(SELECT_RULES)}")
     src, dst = Path(src), Path(dst)
     if not src.is_dir():
         raise FileNotFoundError(f"align_folder: source folder {src} does not exist or is not a folder")
@@ -76,36 +127,43 @@ def align_folder(src: str | os.PathLike, dst: str | os.PathLike, size: int = 112
     if isinstance(detector, str):
         detector = _detector(detector, device, min_face_size, max_side, min_face_frac, pad_frac)
     landmark_name = landmarks if isinstance(landmarks, str) else getattr(landmarks, "name", "callable")
-    _check_config(dst, {"size": size, "select": select, "min_face_size": min_face_size, "min_face_frac": min_face_frac,
-                        "max_side": max_side, "landmarks": landmark_name, "quality": quality,
-                        "detector": detector_key(detector)})
-    paths = list_images(src)[:limit]
-    todo = _pending(src, dst, paths)
-    if not todo:  # complete: nothing is written unless the manifest changed (a read-only folder is fine)
-        return write_manifest(dst, paths)
-    crop = dict(detector=detector, size=size, select=select, landmarker=_resolve_landmarker(landmarks, device),
-                dst=dst, names=output_names(paths), quality=quality)
-    bar = progress_bar(total=len(paths), initial=len(paths) - len(todo), desc=f"align {src.name}", unit="img",
-               disable=not progress)
+    landmarker = _resolve_landmarker(landmarks, device)
+    _make_destination(dst)
+    with alignment_lock(dst):
+        _check_config(dst, {"size": size, "select": select, "min_face_size": min_face_size,
+                            "min_face_frac": min_face_frac, "max_side": max_side, "landmarks": landmark_name,
+                            "quality": quality, "detector": detector_key(detector)})
+        paths = list_images(src)[:limit]
+        todo, names = _pending(src, dst, paths)
+        crop = dict(detector=detector, size=size, select=select, landmarker=landmarker, dst=dst, names=names,
+                    quality=quality)
+        bar = progress_bar(total=len(paths), initial=len(paths) - len(todo), desc=f"align {src.name}", unit="img",
+                           disable=not progress)
+        try:
+            if todo:  # a complete folder is only read (it may be read-only)
+                _align_all([(str(src / p), max_side) for p in todo], todo, crop, bar, batch_size, num_workers)
+        finally:
+            bar.close()
+        return write_manifest(dst, paths, {"src": str(src.resolve()), "limit": limit, "sources": len(paths)})
+
+
+def _align_all(jobs: list[tuple[str, int]], todo: list[str], crop: dict, bar, batch_size: int,
+               num_workers: int) -> None:
+    """Decode (``num_workers`` processes), align and journal ``todo``, one fsynced append per batch."""
     pool = mp.get_context("fork").Pool(num_workers) if num_workers > 0 and todo else None
     try:
-        jobs = [(str(src / p), max_side) for p in todo]
-        stats = {p: source_stat(src / p) for p in todo}  # before decoding: a change during the run is redone next time
         loaded = _prefetch(pool, jobs, 4 * batch_size * num_workers) if pool else map(_load, jobs)
-        with open(dst / JOURNAL, "a", newline="") as journal:
+        with open(crop["dst"] / JOURNAL, "a", newline="") as journal:
             for start in range(0, len(todo), batch_size):
                 batch = todo[start:start + batch_size]
-                imgs, digests = zip(*[next(loaded) for _ in batch])
-                rows = _align_batch(batch, imgs, [(*stats[p], d) for p, d in zip(batch, digests)], **crop)
-                journal.write(rows_text(rows))
+                imgs, stats = zip(*[next(loaded) for _ in batch])
+                journal.write(rows_text(_align_batch(batch, imgs, stats, **crop)))
                 journal.flush()
                 os.fsync(journal.fileno())
                 bar.update(len(batch))
     finally:
-        bar.close()
         if pool:
             pool.terminate()
-    return write_manifest(dst, paths)
 
 
 def _detector(name: str, device: str, min_face_size: float, max_side: int, min_face_frac: float, pad_frac: float):
@@ -117,6 +175,15 @@ def _detector(name: str, device: str, min_face_size: float, max_side: int, min_f
     return create_detector(name)
 
 
+def _make_destination(dst: Path) -> None:
+    """Create ``dst`` (and its parents); ValueError (one line) when it cannot be."""
+    try:
+        dst.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"align_folder: cannot create destination {dst} ({e.strerror}); "
+                         "choose another folder") from None
+
+
 def _require_writable(dst: Path, why: str) -> None:
     """ValueError (one line) when no file can be created in ``dst``."""
     if reason := unwritable_reason(dst):
@@ -125,13 +192,9 @@ def _require_writable(dst: Path, why: str) -> None:
 
 
 def _check_config(dst: Path, config: dict) -> None:
-    """Record the folder's settings on the first run; a later run with other settings is refused. The
-    folder's own files must be files (``facecore.files.output_target``): a FIFO would block the reads."""
-    try:
-        dst.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ValueError(f"align_folder: cannot create destination {dst} ({e.strerror}); "
-                         "choose another folder") from None
+    """Record the folder's settings on the first run; a later run with other settings is refused while
+    the journal holds a row (a folder with nothing aligned yet takes the new settings). The folder's own
+    files must be files (``facecore.files.output_target``): a FIFO would block the reads."""
     for name in (CONFIG, JOURNAL, MANIFEST):
         output_target(dst / name, "align_folder:")
     cfg_path = dst / CONFIG
@@ -142,22 +205,27 @@ def _check_config(dst: Path, config: dict) -> None:
     old = json.loads(cfg_path.read_text())
     # keys an older facecore did not write (e.g. "detector") are not compared
     diff = {k: (old.get(k), v) for k, v in config.items() if k in old and old.get(k) != v}
-    if diff:
+    if diff and not read_journal(dst / JOURNAL):
+        atomic_write_text(cfg_path, json.dumps(config, indent=1))
+    elif diff:
         raise ValueError(f"align_folder: {dst} was aligned with other settings {diff} (old, new); "
                          f"use a new destination folder or delete {dst}")
 
 
-def _pending(src: Path, dst: Path, paths: list[str]) -> list[str]:
-    """The paths the journal does not hold as done; its partial last line and stale rows are dropped."""
+def _pending(src: Path, dst: Path, paths: list[str]) -> tuple[list[str], dict[str, str]]:
+    """The paths the journal does not hold as done, and the crop name of each: its partial last line,
+    stale rows and rows that share a crop are dropped."""
     journal_path = dst / JOURNAL
-    done_rows = [r for r in last_per_path(read_journal(journal_path)) if still_valid(r, src, dst)]
-    done = {r[0] for r in done_rows}
+    rows = [r for r in last_per_path(read_journal(journal_path)) if still_valid(r, src, dst)]
+    held = Counter(r[1] for r in rows if r[2] == OK)
+    rows = [r for r in rows if r[2] != OK or held[r[1]] == 1]  # which of two rows wrote the crop is unknown
+    done = {r[0] for r in rows}
     todo = [p for p in paths if p not in done]
     if todo:
         _require_writable(dst, f"{len(todo)} of {len(paths)} images still to align")
-    if journal_path.exists() or done_rows:
-        update_text(journal_path, rows_text(done_rows))  # rewritten only when rows were dropped or changed
-    return todo
+    if journal_path.exists() or rows:
+        update_text(journal_path, rows_text(rows))  # rewritten only when rows were dropped or changed
+    return todo, output_names(todo, {r[0]: r[1] for r in rows if r[2] == OK})
 
 
 def _align_batch(batch: list[str], imgs: list[LoadedImage], stats: list[tuple[str, str, str]], detector, size: int,
@@ -202,23 +270,31 @@ def _resolve_landmarker(landmarks: str | Landmarker, device: str) -> Landmarker 
     raise ValueError(f"landmarks must be 'mtcnn', 'custom' or a callable, got {landmarks!r}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m facecore.folder SRC DST [--size 112] [--limit N]``: align (or resume) a folder;
-    ``python -m facecore.folder --check DST``: read its manifest. Bad input: one line, exit 2."""
-    import argparse
-    import sys
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line, exit 2."""
 
-    p = argparse.ArgumentParser(prog="python -m facecore.folder", description=main.__doc__.split("\n")[0])
+    def error(self, message: str):
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m facecore.folder SRC DST [--size 112] [--limit N] [--min_face_frac F]``: align (or resume)
+    a folder; ``python -m facecore.folder --check [SRC] DST``: check that it is complete and consistent
+    (``check_folder``). Bad input: one line, exit 2."""
+    p = _Parser(prog="python -m facecore.folder", description=main.__doc__.split("\n")[0])
     p.add_argument("src", nargs="?", help="folder of <identity>/<image> photos")
     p.add_argument("dst", help="folder of aligned crops and manifest.csv")
-    p.add_argument("--check", action="store_true", help="only read and summarise dst's manifest")
-    p.add_argument("--size", type=int, default=112)
-    p.add_argument("--limit", type=int)
-    p.add_argument("--min_face_frac", type=float, default=0.2)
+    p.add_argument("--check", action="store_true", help="only check dst: complete, consistent, no stale row")
+    p.add_argument("--size", type=int, default=112, help="crop side in pixels, 16 to 2048")
+    p.add_argument("--limit", type=int, help="align only the first N files (sorted), N >= 1")
+    p.add_argument("--min_face_frac", type=float, default=0.2,
+                   help="ignore faces smaller than this share of the shorter side, 0 to 1")
     args = p.parse_args(argv)
     try:
+        check_settings("--", size=args.size, limit=args.limit, min_face_frac=args.min_face_frac)
         if args.check:
-            m = read_manifest(args.dst)
+            m = check_folder(args.dst, args.src)
         elif args.src is None:
             raise ValueError("give SRC and DST, or --check DST")
         else:

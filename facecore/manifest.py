@@ -3,19 +3,24 @@
 The journal (``.align_journal.csv``) gets one appended, fsynced write per finished batch: a row per
 source with its status, detection, landmarks and the source's size, modification time and SHA-1.
 ``manifest.csv`` is rewritten atomically from it, sorted by path; ``read_manifest`` refuses one damaged
-later (cut mid-row). Journals and manifests of older versions (fewer columns) stay readable.
+later (cut mid-row). ``.align_run.json`` records the last complete run (source folder, ``limit``,
+number of sources) so that ``check_folder`` can tell a complete folder from one that is not. Journals
+and manifests of older versions (fewer columns) stay readable.
 """
 from __future__ import annotations
 
 import csv
 import io
+import json
 import os
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .files import NO_FACE, OK, UNREADABLE, LoadedImage, file_digest, update_text
+from .alignlock import lock_owner
+from .files import NO_FACE, OK, UNREADABLE, LoadedImage, atomic_write_text, file_digest, list_images, update_text
 
 LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
 OLD_COLUMNS = (["path", "output", "status", "message", "score", "n_faces", "width", "height", "x1", "y1", "x2", "y2"]
@@ -23,7 +28,7 @@ OLD_COLUMNS = (["path", "output", "status", "message", "score", "n_faces", "widt
 # padded: the face was found by the detector's retry on the padded image; src_size/src_mtime_ns: the source's stat
 V2_COLUMNS = OLD_COLUMNS + ["padded", "src_size", "src_mtime_ns"]
 COLUMNS = V2_COLUMNS + ["src_sha1"]  # the source's content: a new mtime over the same bytes is not a change
-JOURNAL, MANIFEST, CONFIG = ".align_journal.csv", "manifest.csv", "align_config.json"
+JOURNAL, MANIFEST, CONFIG, RUN = ".align_journal.csv", "manifest.csv", "align_config.json", ".align_run.json"
 
 
 def read_journal(path: Path) -> list[list[str]]:
@@ -37,11 +42,15 @@ def read_journal(path: Path) -> list[list[str]]:
     if lines and lines[-1] != "":
         lines = lines[:-1]  # the last line has no newline: a partial write
     for row in csv.reader(lines):
-        if len(row) in (len(OLD_COLUMNS), len(V2_COLUMNS)):
-            row = row + [""] * (len(COLUMNS) - len(row))  # a row of an older journal: source stat/digest unknown
+        row = _padded(row)
         if len(row) == len(COLUMNS) and row[2] in (OK, NO_FACE, UNREADABLE):
             rows.append(row)
     return rows
+
+
+def _padded(row: list[str]) -> list[str]:
+    """A row of an older journal or manifest with the columns it lacks empty (source stat/digest unknown)."""
+    return row + [""] * (len(COLUMNS) - len(row)) if len(row) in (len(OLD_COLUMNS), len(V2_COLUMNS)) else row
 
 
 def source_stat(path: Path) -> tuple[str, str]:
@@ -59,9 +68,9 @@ def source_sha1(path: Path) -> str:
         return ""
 
 
-def still_valid(row: list[str], src: Path, dst: Path) -> bool:
-    """A journal row stands unless its source changed (size/mtime, when recorded, and then its bytes,
-    when their SHA-1 is recorded) or its crop is gone. A new mtime over the same bytes is written into
+def source_unchanged(row: list[str], src: Path) -> bool:
+    """Whether a row's source is still the one journalled: the same size and mtime (when recorded), or
+    else the same bytes (when their SHA-1 is recorded). A new mtime over the same bytes is written into
     ``row``, so the next check is a stat again."""
     size, mtime, sha1 = row[-3:]
     if size:
@@ -70,7 +79,12 @@ def still_valid(row: list[str], src: Path, dst: Path) -> bool:
             if not (sha1 and now[0] == size and source_sha1(src / row[0]) == sha1):
                 return False
             row[-2] = now[1]
-    return row[2] != OK or (dst / row[1]).is_file()
+    return True
+
+
+def still_valid(row: list[str], src: Path, dst: Path) -> bool:
+    """A journal row stands unless its source changed (``source_unchanged``) or its crop is gone."""
+    return source_unchanged(row, src) and (row[2] != OK or (dst / row[1]).is_file())
 
 
 def last_per_path(rows: list[list[str]]) -> list[list[str]]:
@@ -102,15 +116,69 @@ def manifest_row(path: str, out: str, img: LoadedImage, faces, stat: tuple[str, 
             + [str(int(f.padded)), *stat])
 
 
-def write_manifest(dst: Path, paths: list[str] | None = None) -> pd.DataFrame:
-    """Rewrite ``dst/manifest.csv`` (sorted by path) from the journal and return it."""
-    rows = last_per_path(read_journal(dst / JOURNAL))
-    if paths is not None:
-        keep = set(paths)
-        rows = [r for r in rows if r[0] in keep]
-    rows.sort(key=lambda r: r[0])
-    update_text(dst / MANIFEST, ",".join(COLUMNS) + "\n" + rows_text(rows))  # unchanged: not rewritten
+def write_manifest(dst: Path, paths: list[str], run: dict) -> pd.DataFrame:
+    """Rewrite ``dst/manifest.csv`` (sorted by path) from the journal's rows of ``paths`` and return it;
+    ValueError when a path has no row or two rows share a crop (then ``run``, the run's source folder,
+    limit and number of sources, is not recorded as complete)."""
+    keep = set(paths)
+    rows = sorted((r for r in last_per_path(read_journal(dst / JOURNAL)) if r[0] in keep), key=lambda r: r[0])
+    update_text(dst / MANIFEST, ",".join(COLUMNS) + "\n" + rows_text(rows))
+    problem = _crop_problem(dst, rows) or _coverage_problem(rows, paths)
+    if problem:
+        raise ValueError(f"the alignment into {dst} did not complete: {problem}; run it again")
+    text = json.dumps(run, indent=1)
+    if not (dst / RUN).is_file() or (dst / RUN).read_text() != text:
+        atomic_write_text(dst / RUN, text)
     return read_manifest(dst)
+
+
+def check_folder(dst: str | os.PathLike, src: str | os.PathLike | None = None) -> pd.DataFrame:
+    """The manifest of a complete, consistent aligned folder; ValueError naming the first problem
+    otherwise: a run in progress, a damaged manifest, two rows on one crop, a missing crop, a row other
+    than the journal's, fewer rows than the last run's sources, or (``src``, default: the last run's
+    source folder, where it still exists) a source without a row, a row without a source, a changed source."""
+    dst = Path(dst)
+    if (pid := lock_owner(dst)) is not None:
+        raise ValueError(f"{dst} is being aligned now (pid {pid or 'unknown'}); check it when that run has ended")
+    manifest = read_manifest(dst)
+    rows = [_padded(r) for r in list(csv.reader(io.StringIO((dst / MANIFEST).read_text())))[1:]]
+    run = json.loads((dst / RUN).read_text()) if (dst / RUN).is_file() else {}
+    src = Path(src) if src else Path(run["src"]) if run.get("src") and Path(run["src"]).is_dir() else None
+    problem = _crop_problem(dst, rows) or _journal_problem(dst, rows)
+    if not problem and run and len(rows) != run.get("sources"):
+        problem = f"{len(rows)} rows, but its last complete run listed {run.get('sources')} sources"
+    if not problem and src is not None:
+        paths = list_images(src)[:run.get("limit")]
+        changed = [r[0] for r in rows if (src / r[0]).is_file() and not source_unchanged(r, src)]
+        problem = _coverage_problem(rows, paths) or (changed and f"{len(changed)} sources changed since "
+                                                               f"they were aligned (first: {changed[0]})")
+    if problem:
+        raise ValueError(f"{dst / MANIFEST}: {problem}; rerun the alignment into {dst}")
+    return manifest
+
+
+def _crop_problem(dst: Path, rows: list[list[str]]) -> str:
+    held = Counter(r[1] for r in rows if r[2] == OK)
+    shared = [o for o, n in held.items() if n > 1]
+    missing = [o for o in held if not (dst / o).is_file()]
+    if shared:
+        return f"{len(shared)} crops are the output of more than one row (first: {shared[0]})"
+    return f"{len(missing)} crops it names are missing (first: {missing[0]})" if missing else ""
+
+
+def _coverage_problem(rows: list[list[str]], paths: list[str]) -> str:
+    have, listed = {r[0] for r in rows}, set(paths)
+    lost, extra = [p for p in paths if p not in have], [r[0] for r in rows if r[0] not in listed]
+    if lost:
+        return f"{len(lost)} of {len(paths)} sources have no row (first: {lost[0]})"
+    return f"{len(extra)} rows name no source (first: {extra[0]})" if extra else ""
+
+
+def _journal_problem(dst: Path, rows: list[list[str]]) -> str:
+    """Rows that are not the journal's latest for their path: a later run did not finish (no journal: unknown)."""
+    journal = {r[0]: r for r in read_journal(dst / JOURNAL)}
+    stale = [r[0] for r in rows if journal and journal.get(r[0]) != r]
+    return f"{len(stale)} rows differ from the journal (first: {stale[0]}): a later run did not finish" if stale else ""
 
 
 def read_manifest(dst: str | os.PathLike) -> pd.DataFrame:
