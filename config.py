@@ -23,7 +23,7 @@ params: dict[str, str] = {
 }
 
 # name -> SHA-256 of the checkpoint file: checked whenever a shipped model is loaded
-# (facecore.zoo.verify_shipped). Exporting over a shipped file (facecore.shipping.finalize_run) rewrites
+# (facecore.core.zoo.verify_shipped). Exporting over a shipped file (facecore.training.shipping.finalize_run) rewrites
 # its line here; tests/test_zoo.py checks every file against it.
 sha256: dict[str, str] = {
     "ce-efficientnet": "9c52a970ed6e7e6c90802558e615f1473b6dccf7d8f8407196d0c46f8767e66c",

@@ -6,14 +6,14 @@
 Faces are matched against the gallery in ``--people_faces`` (one folder or one photo per person;
 see people_faces/README.md). Each face gets a box, the best-matching name and its cosine
 similarity, or ``Unknown`` below ``--threshold`` (default: the checkpoint's threshold calibrated on
-LFW at ``--fpr``, 0.01). The pipeline (facecore.recognize.Recognizer) detects on a reduced frame
+LFW at ``--fpr``, 0.01). The pipeline (facecore.recognition.recognize.Recognizer) detects on a reduced frame
 every few frames (every frame while nobody is tracked), follows faces with optical flow in between,
 and re-embeds each track every few frames (with its mirror image); the latest embedding names it.
 Bad input (camera, video, an output that cannot be written, model name, threshold, nothing to
 show or write) exits with code 2 and one line on stderr, before anything is loaded where it can.
 Ctrl-C, SIGTERM or q end the run cleanly: the frames processed so far are written to the output
 and the report (exit 0); a second signal while they are written is ignored, so no temporary file
-is left. The model and threshold come from ``facecore.recognizer`` (``Recognizer.from_name``).
+is left. The model and threshold come from ``facecore.recognition.recognizer`` (``Recognizer.from_name``).
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
-from facecore.recognizer import REALTIME_FPR, ModelChoiceError, input_path
+from facecore.recognition.recognizer import REALTIME_FPR, ModelChoiceError, input_path
 
 ROOT = Path(__file__).resolve().parent
 
@@ -37,7 +37,7 @@ class UsageError(Exception):
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    from facecore.recognize import RecognizerConfig
+    from facecore.recognition.recognize import RecognizerConfig
 
     DEFAULTS = RecognizerConfig()  # noqa: N806 - the pipeline's defaults, stated once in facecore
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
@@ -92,8 +92,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def resolve_checkpoint(args: argparse.Namespace) -> Path:
-    """The checkpoint to load (``facecore.recognizer.resolve_checkpoint``), UsageError if none."""
-    from facecore.recognizer import resolve_checkpoint as resolve
+    """The checkpoint to load (``facecore.recognition.recognizer.resolve_checkpoint``), UsageError if none."""
+    from facecore.recognition.recognizer import resolve_checkpoint as resolve
 
     try:
         return resolve(args.model_name, args.checkpoint)
@@ -102,11 +102,11 @@ def resolve_checkpoint(args: argparse.Namespace) -> Path:
 
 
 def load_model(args: argparse.Namespace):
-    """(embedder, threshold, where the threshold comes from): ``facecore.recognizer.load_model``."""
+    """(embedder, threshold, where the threshold comes from): ``facecore.recognition.recognizer.load_model``."""
     import torch
 
-    from facecore.recognizer import load_model as load
-    from facecore.runtime import set_threads
+    from facecore.recognition.recognizer import load_model as load
+    from facecore.core.runtime import set_threads
 
     set_threads(max(1, args.threads))
     try:
@@ -116,7 +116,7 @@ def load_model(args: argparse.Namespace):
 
 
 def open_input(args: argparse.Namespace):
-    from facecore.video import open_camera, open_source
+    from facecore.recognition.video import open_camera, open_source
 
     if args.source is not None:
         return open_source(input_path(args.source))
@@ -126,8 +126,8 @@ def open_input(args: argparse.Namespace):
 def check_args(args: argparse.Namespace) -> Path | None:
     """UsageError for a number out of range, a threshold that is no cosine, an output that cannot be
     written, or a run that would neither show nor write anything; returns the checked output path."""
-    from facecore import video
-    from facecore.recognizer import check_threshold
+    from facecore.recognition import video
+    from facecore.recognition.recognizer import check_threshold
 
     for name, low in (("threads", 1), ("detect_every", 1), ("embed_every", 1), ("detect_side", 48),
                       ("output_width", 2), ("max_frames", 0)):
@@ -181,8 +181,8 @@ def run(args: argparse.Namespace) -> dict:
     try:
         import torch
 
-        from facecore.recognize import Recognizer, RecognizerConfig
-        from facecore.runtime import set_threads
+        from facecore.recognition.recognize import Recognizer, RecognizerConfig
+        from facecore.core.runtime import set_threads
 
         set_threads(max(1, args.threads))
         cfg = RecognizerConfig(detect_side_px=args.detect_side, detect_every=args.detect_every,
@@ -207,7 +207,7 @@ def run(args: argparse.Namespace) -> dict:
 
 def want_display(args: argparse.Namespace) -> bool:
     """--display as asked, or whether there is a screen; asked for without one: a warning (once)."""
-    from facecore.video import screen_available
+    from facecore.recognition.video import screen_available
 
     if args.display and not screen_available():
         warnings.warn("--display: no screen found (DISPLAY is unset); running without a window", UserWarning)
@@ -219,7 +219,7 @@ def process(args: argparse.Namespace, source, rec, out_path: Path | None) -> dic
     """The frame loop: recognise, draw, write, show; Ctrl-C (or q in the window) ends it cleanly."""
     from collections import Counter
 
-    from facecore import video
+    from facecore.recognition import video
 
     display = want_display(args)
     gif = out_path is not None and out_path.suffix.lower() == ".gif"
@@ -321,8 +321,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(args: argparse.Namespace) -> int:
-    from facecore.files import atomic_write_text
-    from facecore.video import SourceError
+    from facecore.core.files import atomic_write_text
+    from facecore.recognition.video import SourceError
 
     try:
         report = run(args)

@@ -2,8 +2,8 @@
 
     .venv/bin/python bench/bad_inputs.py [--only realtime,gallery,align,train,pipeline]
 
-Every probe runs a command line the way a user would (``realtime.py``, ``python -m facecore.folder``,
-``python -m facecore.pipeline``, ``python -m facecore.train``) in a scratch folder and then checks what
+Every probe runs a command line the way a user would (``realtime.py``, ``python -m facecore.detection.folder``,
+``python -m facecore.pipeline``, ``python -m facecore.training.train``) in a scratch folder and then checks what
 is on disk. A row passes when the exit code is the documented one (2 for bad input, 0 for a run that
 recovers or is stopped by a signal), no traceback is printed and nothing is lost or stale.
 
@@ -11,7 +11,7 @@ Add a probe with one small function::
 
     @probe("train", "fewer than two identities", expect=2)
     def _(work: Path) -> Outcome:
-        r = run([PY, "-m", "facecore.train", ...])
+        r = run([PY, "-m", "facecore.training.train", ...])
         return Outcome(r.returncode, r.stderr, lost="")  # lost: what was lost or stale, "" if nothing
 """
 from __future__ import annotations
@@ -32,8 +32,8 @@ from typing import Callable
 
 import numpy as np
 
-from facecore.paths import PROJECT_ROOT as ROOT
-from facecore.paths import data_root
+from facecore.core.paths import PROJECT_ROOT as ROOT
+from facecore.core.paths import data_root
 
 PY = sys.executable
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -68,7 +68,7 @@ def checkpoint() -> Path:
     """A small random EfficientNet-B0 checkpoint (the probes test plumbing, not accuracy)."""
     import torch
 
-    from facecore.models import checkpoint_meta, create_model, save_checkpoint
+    from facecore.networks.models import checkpoint_meta, create_model, save_checkpoint
 
     torch.manual_seed(0)
     path = Path(tempfile.mkdtemp(prefix="bad-inputs-")) / "b0.pt"
@@ -198,7 +198,7 @@ def _(work: Path) -> Outcome:
     entries[0].write_bytes(entries[0].read_bytes()[:40])
     entries[-1].write_bytes(b"")
     r = _gallery_run(work, people)
-    from facecore.embed import _read_entry
+    from facecore.evaluation.embed import _read_entry
 
     bad = [e.name for e in entries if _read_entry(e) is None]
     named = all(str(e) in r.stderr for e in (entries[0], entries[-1]))
@@ -208,7 +208,7 @@ def _(work: Path) -> Outcome:
 
 @probe("gallery", "photo removed and photo replaced", expect=0)
 def _(work: Path) -> Outcome:
-    from facecore.embed import file_key
+    from facecore.evaluation.embed import file_key
 
     people = work / "people"
     shutil.copytree(PEOPLE, people)
@@ -227,7 +227,7 @@ def _(work: Path) -> Outcome:
 
 # ----------------------------------------------------------------------------- alignment journal
 def _align(src: Path, dst: Path, *extra) -> subprocess.CompletedProcess:
-    return run([PY, "-m", "facecore.folder", src, dst, *extra])
+    return run([PY, "-m", "facecore.detection.folder", src, dst, *extra])
 
 
 def _three(work: Path) -> Path:
@@ -249,7 +249,7 @@ def _(work: Path) -> Outcome:
 
 @probe("align", "resume after a source was replaced", expect=0)
 def _(work: Path) -> Outcome:
-    from facecore.folder import read_manifest
+    from facecore.detection.folder import read_manifest
 
     src, dst = _three(work), work / "out"
     _align(src, dst)
@@ -268,8 +268,8 @@ def _(work: Path) -> Outcome:
     _align(src, dst)
     text = (dst / "manifest.csv").read_text()
     (dst / "manifest.csv").write_text(text[:-30])
-    return Outcome(run([PY, "-m", "facecore.folder", "--check", dst]).returncode,
-                   run([PY, "-m", "facecore.folder", "--check", dst]).stderr)
+    return Outcome(run([PY, "-m", "facecore.detection.folder", "--check", dst]).returncode,
+                   run([PY, "-m", "facecore.detection.folder", "--check", dst]).stderr)
 
 
 @probe("align", "torn manifest.csv, then a rerun rewrites it", expect=0)
@@ -279,7 +279,7 @@ def _(work: Path) -> Outcome:
     text = (dst / "manifest.csv").read_text()
     (dst / "manifest.csv").write_text(text[:-30])
     r = _align(src, dst)
-    ok = run([PY, "-m", "facecore.folder", "--check", dst]).returncode == 0
+    ok = run([PY, "-m", "facecore.detection.folder", "--check", dst]).returncode == 0
     return Outcome(r.returncode, r.stderr, "" if ok else "manifest still torn")
 
 
@@ -287,7 +287,7 @@ def _(work: Path) -> Outcome:
 def _(work: Path) -> Outcome:
     from PIL import Image
 
-    from facecore.folder import read_manifest
+    from facecore.detection.folder import read_manifest
 
     face_jpeg = sorted((data_root() / "lfw" / "lfw-deepfunneled" / "Aaron_Eckhart").glob("*.jpg"))[0]
     d = work / "src" / "person"
@@ -335,7 +335,7 @@ def _(work: Path) -> Outcome:
     d.mkdir(parents=True)
     for i in range(4):
         Image.fromarray(np.full((112, 112, 3), 40 * i, np.uint8)).save(d / f"{i}.jpg")
-    r = run([PY, "-m", "facecore.train", "--out", work / "run", "--set", f'data_dir="{work / "data"}"',
+    r = run([PY, "-m", "facecore.training.train", "--out", work / "run", "--set", f'data_dir="{work / "data"}"',
              "--set", 'lfw_dir=""', "--set", "min_images=1", "--set", "epochs=1", "--quiet"])
     return Outcome(r.returncode, r.stderr)
 

@@ -10,7 +10,7 @@ large staged sets and long runs outside the project (``$FACECORE_WORK``, default
 checked, and all that is missing is named at once. ``-p NAME=VALUE`` is checked against the parameters
 cells of the selected stages' notebooks (name and declared type; exit 2 with one line otherwise) and
 goes to the stages whose notebook declares it. The loss-family notebooks take the shared training
-settings (``facecore.settings``: ``EPOCHS``, ``ARCH``, ...) in one ``TRAINING`` dict; profiles and
+settings (``facecore.core.settings``: ``EPOCHS``, ``ARCH``, ...) in one ``TRAINING`` dict; profiles and
 ``-p`` name them flat, and the pipeline puts them into ``TRAINING``. Executed notebooks are numbered
 by the stage's position in the whole profile, so runs of different ``--stages`` never overwrite each
 other.
@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from .paths import PROJECT_ROOT, data_root, work_root
+from .core.paths import PROJECT_ROOT, data_root, work_root
 
 PROFILES_DIR = PROJECT_ROOT / "notebooks" / "profiles"
 
@@ -99,12 +99,12 @@ def notebook_parameters(notebook: str | os.PathLike) -> dict[str, tuple[str, obj
 
 
 def accepted_parameters(notebook: str | os.PathLike) -> dict[str, tuple[str, object]]:
-    """``notebook_parameters``, plus the shared training settings (``facecore.settings``) where the
+    """``notebook_parameters``, plus the shared training settings (``facecore.core.settings``) where the
     notebook takes them in a ``TRAINING`` dict."""
     declared = notebook_parameters(notebook)
     if not _takes_training(declared):
         return declared
-    from .settings import TRAINING_SETTINGS
+    from .core.settings import TRAINING_SETTINGS
 
     return {n: (type(s.default).__name__, s.default) for n, s in TRAINING_SETTINGS.items()} | declared
 
@@ -116,7 +116,7 @@ def stage_parameters(stage: dict) -> dict:
     declared = notebook_parameters(stage["notebook"])
     if not _takes_training(declared):
         return params
-    from .settings import TRAINING_SETTINGS, check_training
+    from .core.settings import TRAINING_SETTINGS, check_training
 
     moved = {k: params.pop(k) for k in list(params) if k in TRAINING_SETTINGS and k not in declared}
     params["TRAINING"] = {**params.get("TRAINING", {}), **moved}

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from facecore.align import (ARCFACE_TEMPLATE_112, apply_transform, eye_centres_error, similarity_transform,
+from facecore.detection.align import (ARCFACE_TEMPLATE_112, apply_transform, eye_centres_error, similarity_transform,
                             template, warp_face)
 
 

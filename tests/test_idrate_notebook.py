@@ -27,7 +27,7 @@ def test_notebook_is_committed_stripped_with_a_parameters_cell():
 def test_notebook_tiny_run(tmp_path):
     import papermill as pm
 
-    from facecore.evaluation import lfw_id_split
+    from facecore.evaluation.identification import lfw_id_split
 
     lfw = need_data("lfw", "lfw-deepfunneled")
     out = tmp_path / "out"

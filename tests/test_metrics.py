@@ -1,4 +1,4 @@
-"""facecore.metrics against the published test vectors and brute-force references."""
+"""facecore.evaluation.metrics against the published test vectors and brute-force references."""
 from __future__ import annotations
 
 import itertools
@@ -6,7 +6,7 @@ import itertools
 import numpy as np
 import pytest
 
-from facecore import metrics
+from facecore.evaluation import metrics
 
 # Test vectors of the Deep Learning School face-recognition assignment ("Identification Rate Metric"),
 # as published in the notebook notebooks/4_Identification_Rate_Metric_Clean.ipynb of the public GitHub
@@ -139,7 +139,7 @@ def test_lfw_accuracy_perfect_separation_and_errors():
 
 
 def test_paired_difference_matches_brute_force():
-    from facecore.metrics import paired_difference
+    from facecore.evaluation.metrics import paired_difference
 
     rng = np.random.default_rng(1)
     a, b = rng.uniform(0.8, 1, 10), rng.uniform(0.8, 1, 10)

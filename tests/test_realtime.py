@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from conftest import ROOT, need_data
-from facecore.models import checkpoint_meta, create_model, save_checkpoint
-from facecore.tracking import iou_matrix
+from facecore.networks.models import checkpoint_meta, create_model, save_checkpoint
+from facecore.recognition.tracking import iou_matrix
 
 CLIP = ("demo", "short_hamilton_clip.mp4")
 
@@ -35,7 +35,7 @@ def clip_gallery(tmp_path_factory) -> Path:
     """A gallery of one person whose photo is frame 5 of the clip itself (the test's own data)."""
     from PIL import Image
 
-    from facecore.video import open_source
+    from facecore.recognition.video import open_source
 
     src = open_source(need_data(*CLIP))
     frame = next(f for i, f in enumerate(src) if i == 5)
@@ -111,11 +111,11 @@ def test_bad_input_one_line_exit_2(tmp_path, checkpoint, case):
 
 def test_tracking_pipeline_finds_the_faces_of_the_full_frame_loop(checkpoint):
     """Our pipeline (reduced frames, tracking) reports the faces the straightforward loop finds."""
-    from facecore.detect import FaceDetector
-    from facecore.gallery import Gallery
-    from facecore.models import load_embedder
-    from facecore.recognize import Recognizer, agreement, recognize_frame
-    from facecore.video import open_source
+    from facecore.detection.detect import FaceDetector
+    from facecore.recognition.gallery import Gallery
+    from facecore.networks.models import load_embedder
+    from facecore.recognition.recognize import Recognizer, agreement, recognize_frame
+    from facecore.recognition.video import open_source
 
     emb = load_embedder(checkpoint)
     src = open_source(need_data(*CLIP))
@@ -133,9 +133,9 @@ def test_tracking_pipeline_finds_the_faces_of_the_full_frame_loop(checkpoint):
 
 
 def test_detects_every_search_every_frames_while_nobody_is_tracked(checkpoint):
-    from facecore.gallery import Gallery
-    from facecore.models import load_embedder
-    from facecore.recognize import Recognizer, RecognizerConfig
+    from facecore.recognition.gallery import Gallery
+    from facecore.networks.models import load_embedder
+    from facecore.recognition.recognize import Recognizer, RecognizerConfig
 
     emb = load_embedder(checkpoint)
     gallery = Gallery([], np.zeros((0, 512), np.float32))
@@ -147,7 +147,7 @@ def test_detects_every_search_every_frames_while_nobody_is_tracked(checkpoint):
 
 
 def test_output_slots_match_a_brute_force_count(tmp_path):
-    from facecore.video import OutputWriter
+    from facecore.recognition.video import OutputWriter
 
     w = OutputWriter(tmp_path / "x.gif", fps=10)
     fps = 30000 / 1001
@@ -160,7 +160,7 @@ def test_output_slots_match_a_brute_force_count(tmp_path):
 
 
 def test_agreement_and_label_changes_on_known_frames():
-    from facecore.recognize import FaceResult, agreement, label_changes
+    from facecore.recognition.recognize import FaceResult, agreement, label_changes
 
     def face(x: float, name: str) -> FaceResult:
         return FaceResult(np.array([x, 0, x + 10, 10.0]), np.zeros((5, 2)), name, 0.5)
@@ -173,7 +173,7 @@ def test_agreement_and_label_changes_on_known_frames():
 
 
 def test_default_data_paths_follow_facecore_data(monkeypatch, tmp_path):
-    from facecore.recognizer import input_path
+    from facecore.recognition.recognizer import input_path
 
     monkeypatch.setenv("FACECORE_DATA", str(tmp_path))
     assert input_path("../shared/data/demo/x.mp4") == tmp_path / "demo" / "x.mp4"
@@ -236,7 +236,7 @@ def test_default_model_names_the_performer_and_no_one_else(tmp_path):
     assert sum(len(faces) >= 3 for faces in audience) >= 0.8 * len(audience)  # the audience faces are seen ...
     assert all(f["name"] == "Unknown" for faces in audience for f in faces)  # ... and nobody there is named
     # faces only: no box sits on a detection hand-labelled hair, hand, jaw or background
-    # (bench/demo_detection_labels.csv; MTCNN's 0.7 threshold alone boxed 29 of them)
+    # (bench/experiments/demo_detection_labels.csv; MTCNN's 0.7 threshold alone boxed 29 of them)
     spec = importlib.util.spec_from_file_location("detection_filter", ROOT / "bench" / "detection_filter.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
@@ -307,8 +307,8 @@ def test_signal_writes_outputs_and_leaves_no_temporary_file(tmp_path, checkpoint
 
 
 def test_recognizer_from_name_resolves_model_and_threshold(tmp_path, checkpoint, clip_gallery):
-    from facecore.recognize import Recognizer
-    from facecore.recognizer import ModelChoiceError
+    from facecore.recognition.recognize import Recognizer
+    from facecore.recognition.recognizer import ModelChoiceError
 
     with pytest.raises(ModelChoiceError, match="unknown model name 'nope'; valid names: .*ce-inceptionresnetv1-min10"):
         Recognizer.from_name("nope", clip_gallery)

@@ -1,7 +1,10 @@
 import pytest
 
-from facecore import detectors, heads, landmarks, losses, models, protocols, teachers
-from facecore.registry import Registry
+from facecore.detection import detectors, landmarks
+from facecore.networks import heads, losses, models
+from facecore.evaluation import protocols
+from facecore.training import teachers
+from facecore.core.registry import Registry
 
 
 def test_register_lookup_and_errors():

@@ -1,6 +1,6 @@
 import pytest
 
-from facecore.settings import TRAINING_SETTINGS, check_training, describe, main, training_values
+from facecore.core.settings import TRAINING_SETTINGS, check_training, describe, main, training_values
 
 
 def test_values_take_defaults_then_the_loss_then_training():

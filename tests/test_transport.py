@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from facecore.checkpoint import read_checkpoint
-from facecore.data import augment, scan_identities, to_tensor
-from facecore.distill import scan_unlabelled, teacher_targets
-from facecore.teachers import create_teacher
-from facecore.train import TrainConfig, train
+from facecore.core.checkpoint import read_checkpoint
+from facecore.training.data import augment, scan_identities, to_tensor
+from facecore.training.distill import scan_unlabelled, teacher_targets
+from facecore.training.teachers import create_teacher
+from facecore.training.train import TrainConfig, train
 from facecore.transport import pack, slim_state, unpack
 from test_teachers import toy  # noqa: F401 (the toy teacher, registered for one test)
 
@@ -87,7 +87,7 @@ def test_batches_computed_on_a_device_equal_the_cpu_path():
 
 
 def test_continue_on_gpu_script_fits_epochs_to_its_budget_and_returns_pieces(toy, roots, tmp_path):
-    """notebooks/distill/continue_on_gpu.sh end to end on the CPU (DEVICE=cpu): unpack, probe, train,
+    """tools/continue_on_gpu.sh end to end on the CPU (DEVICE=cpu): unpack, probe, train,
     the last epoch's state back in pieces that join to a checkpoint."""
     import json
     import os

@@ -1,6 +1,6 @@
 import numpy as np
 
-from facecore.validate import _same_pairs, embedding_spread, evaluate_pairs
+from facecore.training.validate import _same_pairs, embedding_spread, evaluate_pairs
 
 
 def test_same_pairs_match_brute_force():

@@ -2,8 +2,8 @@
 # Continue a distillation run on a CUDA machine that has neither the teacher nor the data, within a
 # wall-clock budget (a rented GPU box that takes uploads of limited size). Made here, where the teacher
 # is installed (README, "Distillation on a GPU box"):
-#   python -m facecore.transport pack PACK labelled=DATA_DIR unlabelled=UNLABELLED_DIR   (crops + teacher table)
-#   python -m facecore.transport slim RUN_DIR/last.pt PACK/init.pt                       (the run's state)
+#   python tools/pack_for_gpu.py pack PACK labelled=DATA_DIR unlabelled=UNLABELLED_DIR   (crops + teacher table)
+#   python tools/pack_for_gpu.py slim RUN_DIR/last.pt PACK/init.pt                       (the run's state)
 # Usage there: continue_on_gpu.sh PACK CONFIG_JSON BUDGET_S OUT
 #   PACK: holds part-*.npz, teacher.npz and init.pt (at any depth); CONFIG_JSON: TrainConfig fields, its
 #   data_dir/unlabelled_dir under $WORK/data, named as in the pack; BUDGET_S: seconds for everything;
@@ -14,14 +14,14 @@ set -euo pipefail
 PACK=$1 CONFIG=$2 BUDGET=$3 OUT=$4
 T0=$(date +%s) WORK=${WORK:-/tmp/fc} DEVICE=${DEVICE:-cuda}
 mkdir -p "$OUT" "$WORK"
-python3 -m facecore.transport unpack "$PACK" "$WORK/data"
+python3 tools/pack_for_gpu.py unpack "$PACK" "$WORK/data"
 INIT=$(find "$PACK" -name init.pt | head -1)
-python3 -m facecore.train --device "$DEVICE" --out "$WORK/probe" --config "$CONFIG" --quiet \
+python3 -m facecore.training.train --device "$DEVICE" --out "$WORK/probe" --config "$CONFIG" --quiet \
   --set epochs=1 --set max_steps_per_epoch=60 --set "init_from=\"$INIT\""
 EPOCHS=$(python3 - "$CONFIG" "$BUDGET" "$T0" "$WORK/probe/history.csv" <<'EOF'
 import json, sys, time
 import pandas as pd
-from facecore.train import TrainConfig
+from facecore.training.train import TrainConfig
 from facecore.transport import epoch_steps
 cfg, budget, t0 = TrainConfig(**json.load(open(sys.argv[1]))), float(sys.argv[2]), float(sys.argv[3])
 steps, full = epoch_steps(cfg), epoch_steps(cfg, capped=False)
@@ -33,9 +33,9 @@ print(f"probe: {step_s * 1000:.0f} ms a step, {steps} steps an epoch, {left:.0f}
 EOF
 )
 LEFT=$(( BUDGET - ($(date +%s) - T0) - 30 )); LEFT=$(( LEFT > 60 ? LEFT : 60 ))
-timeout "$LEFT" python3 -m facecore.train --device "$DEVICE" --out "$WORK/run" --config "$CONFIG" \
+timeout "$LEFT" python3 -m facecore.training.train --device "$DEVICE" --out "$WORK/run" --config "$CONFIG" \
   --set epochs="$EPOCHS" --set "init_from=\"$INIT\"" 2>&1 | tee "$OUT/train.log" || true
 cp "$WORK/run/history.csv" "$OUT/"
-python3 -m facecore.transport slim "$WORK/run/last.pt" "$OUT/state.pt"  # the schedule's end: weights, map, centres
+python3 tools/pack_for_gpu.py slim "$WORK/run/last.pt" "$OUT/state.pt"  # the schedule's end: weights, map, centres
 split -b 15M -d "$OUT/state.pt" "$OUT/state.pt." && rm "$OUT/state.pt"
 ls -la "$OUT"

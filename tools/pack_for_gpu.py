@@ -1,7 +1,7 @@
 """Distillation data for a machine where the teacher is not installed and uploads are limited in size
 (a GPU box): the aligned crops re-encoded as WebP in parts of a set size, and the teacher's
 embedding of every crop in a table (``teacher.npz``). Unpacked there, the folders keep their layout
-and ``create_teacher("table", path=...)`` reads the table, so ``facecore.train`` runs unchanged.
+and ``create_teacher("table", path=...)`` reads the table, so ``facecore.training.train`` runs unchanged.
 
 WebP at quality 80 keeps a 112 px crop at about 1.9 KB (PSNR ~37 dB against the JPEG it came from;
 JPEG needs ~3.6 KB for the same); the teacher's targets are those of the original crops.
@@ -137,7 +137,7 @@ def slim_state(src: str | os.PathLike, dst: str | os.PathLike, mantissa_bits: in
 
 
 def epoch_steps(cfg, capped: bool = True) -> int:
-    """Training steps in one epoch of a distillation ``TrainConfig`` (shuffled batches, as ``facecore.train``
+    """Training steps in one epoch of a distillation ``TrainConfig`` (shuffled batches, as ``facecore.training.train``
     cuts them: the training split plus the unlabelled faces); ``capped``: at ``max_steps_per_epoch``."""
     from .data import scan_identities, shuffled_batches, split_per_identity
     from .distill import scan_unlabelled
@@ -152,7 +152,7 @@ def epoch_steps(cfg, capped: bool = True) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m facecore.transport pack DST NAME=DIR ... [--teacher dlib]``, ``unpack SRC DST`` or
+    """``python tools/pack_for_gpu.py pack DST NAME=DIR ... [--teacher dlib]``, ``unpack SRC DST`` or
     ``slim LAST_PT DST [--mantissa_bits 6]``."""
     import argparse
     import json
@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from .paths import project_path
 
-    ap = argparse.ArgumentParser(prog="python -m facecore.transport", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python tools/pack_for_gpu.py", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("pack", help="crops + teacher table -> parts")
     p.add_argument("dst")
@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         teacher = create_teacher(a.teacher, **({"framing": a.framing} if a.teacher == "dlib" else {}))
         print(json.dumps(pack(roots, a.dst, teacher, project_path(a.cache_dir), a.quality, a.part_mib, a.workers)))
     except (ValueError, FileNotFoundError) as e:
-        print(f"python -m facecore.transport: {e}", file=sys.stderr)
+        print(f"python tools/pack_for_gpu.py: {e}", file=sys.stderr)
         return 2
     return 0
 

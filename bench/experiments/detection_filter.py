@@ -1,10 +1,10 @@
 """Which detections on the demo clip are faces: MTCNN's boxes vs hand labels, under candidate filters.
 
-    .venv/bin/python bench/detection_filter.py [--sheet runs/bench/detections.png]
+    .venv/bin/python bench/experiments/detection_filter.py [--sheet runs/bench/detections.png]
 
 Every frame of ``demo/short_hamilton_clip.mp4`` goes through realtime.py's detector (MTCNN, default
 thresholds, 640 px, faces from 20 px), with no filter. Each detection is paired (IoU >= 0.5, same
-frame) with a row of ``bench/demo_detection_labels.csv``, hand labels made by looking at every
+frame) with a row of ``bench/experiments/demo_detection_labels.csv``, hand labels made by looking at every
 box's crop: ``face``, ``profile`` (the pianist Alex Lacamoire's profile close-up, boxed over cheek and ear)
 or ``not_face`` (hair, hands, a jaw, dark background). Printed: for each rule, how many detections
 of each label it keeps. ``--sheet`` writes a contact sheet of every crop with its index and score,
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facecore.paths import data_root
+from facecore.core.paths import data_root
 
 LABELS = Path(__file__).with_name("demo_detection_labels.csv")
 
@@ -49,11 +49,11 @@ def main() -> None:
 
     import cv2
 
-    from facecore.detect import plausible_faces
-    from facecore.detectors import create_detector
-    from facecore.runtime import set_threads
-    from facecore.tracking import match_boxes
-    from facecore.video import open_source
+    from facecore.detection.detect import plausible_faces
+    from facecore.detection.detectors import create_detector
+    from facecore.core.runtime import set_threads
+    from facecore.recognition.tracking import match_boxes
+    from facecore.recognition.video import open_source
 
     set_threads(args.threads)
     det = create_detector("mtcnn", min_face_size=20.0, max_side=640, pad_frac=0.0)  # realtime.py's detector

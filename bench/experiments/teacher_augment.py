@@ -1,6 +1,6 @@
 """How far the training augmentations move the teacher's own (centred) embedding of a crop.
 
-    .venv/bin/python bench/teacher_augment.py DATA_DIR [--n 200] [--cache_dir cache/crops/teacher]
+    .venv/bin/python bench/experiments/teacher_augment.py DATA_DIR [--n 200] [--cache_dir cache/crops/teacher]
 
 Distillation pulls the student's embedding of an *augmented* crop to the teacher's embedding of the
 *clean* crop. Where an augmentation moves the teacher itself, that gap is a floor under the distill
@@ -18,12 +18,12 @@ import argparse
 import numpy as np
 import torch
 
-from facecore.paths import PROJECT_ROOT
+from facecore.core.paths import PROJECT_ROOT
 
 
 def views(crops: np.ndarray, seed: int = 0) -> dict[str, np.ndarray]:
     """uint8 augmented copies of ``crops`` under each view (training's ``augment``, one draw each)."""
-    from facecore.data import augment, augmentation, to_tensor
+    from facecore.training.data import augment, augmentation, to_tensor
 
     x = to_tensor(crops, crops.shape[1])
     aug = lambda kw: augment(x, torch.Generator().manual_seed(seed), **kw)  # noqa: E731
@@ -43,11 +43,11 @@ def main() -> None:
     p.add_argument("--sample", type=int, default=20000, help="training crops whose cached targets give the mean")
     a = p.parse_args()
 
-    from facecore.data import FaceSet
-    from facecore.distill import center_targets, scan_unlabelled, teacher_targets
-    from facecore.embed import aligned_input
-    from facecore.files import load_rgb
-    from facecore.teachers import create_teacher
+    from facecore.training.data import FaceSet
+    from facecore.training.distill import center_targets, scan_unlabelled, teacher_targets
+    from facecore.evaluation.embed import aligned_input
+    from facecore.core.files import load_rgb
+    from facecore.training.teachers import create_teacher
 
     teacher = create_teacher("dlib")
     fs = scan_unlabelled(a.data_dir)

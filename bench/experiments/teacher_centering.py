@@ -1,8 +1,8 @@
 """The teacher's LFW accuracy with raw and with centred embeddings, and how spread its embeddings are.
 
-    .venv/bin/python bench/teacher_centering.py DATA_DIR [--cache_dir cache/crops/teacher] [--sample 20000]
+    .venv/bin/python bench/experiments/teacher_centering.py DATA_DIR [--cache_dir cache/crops/teacher] [--sample 20000]
 
-Distillation centres the teacher's targets (``facecore.distill.center_targets``: minus their mean over
+Distillation centres the teacher's targets (``facecore.training.distill.center_targets``: minus their mean over
 the training crops, re-normalised): dlib's unit descriptors share a large common part, and a student
 copying the raw cosine structure collapses into a narrow cone. This prints what centring costs the
 teacher itself on LFW (10 folds, flip embeddings of our aligned crops, the mean taken from DATA_DIR's
@@ -15,7 +15,7 @@ import argparse
 
 import numpy as np
 
-from facecore.paths import PROJECT_ROOT, data_root
+from facecore.core.paths import PROJECT_ROOT, data_root
 
 
 def main() -> None:
@@ -25,12 +25,12 @@ def main() -> None:
     p.add_argument("--sample", type=int, default=20000, help="random training crops for the mean (0: all)")
     a = p.parse_args()
 
-    from facecore.data import FaceSet
-    from facecore.distill import center_targets, scan_unlabelled, teacher_targets
-    from facecore.embed import embed_files
-    from facecore.metrics import lfw_accuracy
-    from facecore.teachers import create_teacher
-    from facecore.validate import lfw_protocol
+    from facecore.training.data import FaceSet
+    from facecore.training.distill import center_targets, scan_unlabelled, teacher_targets
+    from facecore.evaluation.embed import embed_files
+    from facecore.evaluation.metrics import lfw_accuracy
+    from facecore.training.teachers import create_teacher
+    from facecore.training.validate import lfw_protocol
 
     teacher = create_teacher("dlib")
     fs = scan_unlabelled(a.data_dir)

@@ -1,9 +1,9 @@
 """The dlib teacher's LFW accuracy with its chip framed three ways, side by side in one run.
 
-    .venv/bin/python bench/teacher_framing.py [--folds 10] [--flip]
+    .venv/bin/python bench/experiments/teacher_framing.py [--folds 10] [--flip]
 
 - ``ours``: the 150x150 chip warped from our 5 MTCNN landmarks onto dlib's chip template
-  (``facecore.teachers.DLIB_TEMPLATE_150``), cut from the photo;
+  (``facecore.training.teachers.DLIB_TEMPLATE_150``), cut from the photo;
 - ``dlib``: dlib's own 5-point model placed inside our MTCNN box, then ``get_face_chip``;
 - ``re-framed``: our 112x112 ArcFace crop re-framed onto dlib's template (what distillation trains with:
   the corners outside the 112 crop are black).
@@ -21,14 +21,14 @@ from pathlib import Path
 
 import numpy as np
 
-from facecore.paths import PROJECT_ROOT, data_root
+from facecore.core.paths import PROJECT_ROOT, data_root
 
 
 def chips(variant: str, teacher, files: list[str], rows: list[int], manifest_dir: Path, m, src: Path) -> np.ndarray:
     """The teacher's input for each of ``files[rows]`` under ``variant``; ``m``: the manifest indexed by output."""
-    from facecore.embed import aligned_input
-    from facecore.files import load_rgb
-    from facecore.folder import landmarks_of
+    from facecore.evaluation.embed import aligned_input
+    from facecore.core.files import load_rgb
+    from facecore.detection.folder import landmarks_of
 
     out = []
     for i in rows:
@@ -50,10 +50,10 @@ def main() -> None:
     if not 2 <= args.folds <= 10:
         p.error(f"--folds must be 2..10 (the threshold of each fold is chosen on the others), got {args.folds}")
 
-    from facecore.folder import read_manifest
-    from facecore.metrics import lfw_accuracy
-    from facecore.teachers import create_teacher
-    from facecore.validate import lfw_protocol
+    from facecore.detection.folder import read_manifest
+    from facecore.evaluation.metrics import lfw_accuracy
+    from facecore.training.teachers import create_teacher
+    from facecore.training.validate import lfw_protocol
 
     manifest = PROJECT_ROOT / "cache" / "aligned" / "lfw-112"
     src = data_root() / "lfw" / "lfw-deepfunneled"

@@ -1,12 +1,12 @@
 """Teacher-space heads on a frozen distilled student: LFW, CFP-FF and CFP-FP with each head, side by side.
 
-    .venv/bin/python bench/teacher_head.py --student runs/train/distill/best.pt \\
+    .venv/bin/python bench/experiments/teacher_head.py --student runs/train/distill/best.pt \\
         --data_dir cache/aligned/celeba-112 --unlabelled_dir cache/aligned/unlabelled-112 \\
         --cache_dir cache/crops --heads none,linear,mlp:512,mlp:1024
 
 The student (a head-less checkpoint, weights rounded to ``--mantissa_bits`` as they ship) embeds the
-training crops once (``facecore.distill.head_data``: the run's training split plus the unlabelled crops,
-the teacher's raw targets from its cache); each head is fitted on them (``facecore.heads.fit_head``, the
+training crops once (``facecore.training.distill.head_data``: the run's training split plus the unlabelled crops,
+the teacher's raw targets from its cache); each head is fitted on them (``facecore.networks.heads.fit_head``, the
 same seed) and applied to the student's embeddings of the aligned LFW and CFP crops and their mirrors
 (flip-averaged after the head, as ``Embedder.embed`` does). Printed: each head's mean cosine to the
 teacher on the held-out validation crops, its 10-fold accuracies and its LFW difference from the
@@ -19,12 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
-from facecore.paths import PROJECT_ROOT
+from facecore.core.paths import PROJECT_ROOT
 
 
 def _both(student, files: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """The student's unit embeddings of aligned crops and of their mirrors."""
-    from facecore.files import load_rgb
+    from facecore.core.files import load_rgb
 
     crops = np.stack([load_rgb(f).rgb for f in files])
     return student.embed(crops), student.embed(np.ascontiguousarray(crops[:, :, ::-1]))
@@ -32,8 +32,8 @@ def _both(student, files: list[str]) -> tuple[np.ndarray, np.ndarray]:
 
 def _pair_sets(data_root: Path) -> dict:
     """{protocol: (files, (i1, i2, issame, folds))} for LFW, CFP-FF and CFP-FP on the aligned crops."""
-    from facecore.protocols import cfp_protocol
-    from facecore.validate import lfw_protocol
+    from facecore.evaluation.protocols import cfp_protocol
+    from facecore.training.validate import lfw_protocol
 
     aligned = PROJECT_ROOT / "cache" / "aligned"
     out = {"LFW": lfw_protocol(str(aligned / "lfw-112"), str(data_root / "lfw" / "pairs.txt"))}
@@ -60,13 +60,13 @@ def main() -> None:
     import torch
     import torch.nn.functional as F
 
-    from facecore.distill import head_agreement, head_data
-    from facecore.heads import fit_head
-    from facecore.metrics import paired_difference
-    from facecore.paths import data_root, project_path
-    from facecore.protocols import pair_result
-    from facecore.runtime import set_threads
-    from facecore.teachers import create_teacher
+    from facecore.training.distill import head_agreement, head_data
+    from facecore.networks.heads import fit_head
+    from facecore.evaluation.metrics import paired_difference
+    from facecore.core.paths import data_root, project_path
+    from facecore.evaluation.protocols import pair_result
+    from facecore.core.runtime import set_threads
+    from facecore.training.teachers import create_teacher
 
     set_threads(args.threads)
     teacher = create_teacher(args.teacher, **({"framing": "ours"} if args.teacher == "dlib" else {}))

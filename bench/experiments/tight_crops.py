@@ -1,6 +1,6 @@
 """Faces found in photos cropped tightly around the face: no retry vs the padded retry (black or edge).
 
-    .venv/bin/python bench/tight_crops.py --n 400
+    .venv/bin/python bench/experiments/tight_crops.py --n 400
 
 Tight crops: LFW and CFP frontal photos cut to MTCNN's own box of the face (from the aligned
 manifests in cache/aligned, made by the alignment stage and the CFP protocols), the same boxes shrunk
@@ -17,14 +17,14 @@ import argparse
 
 import numpy as np
 
-from facecore.paths import PROJECT_ROOT, data_root
+from facecore.core.paths import PROJECT_ROOT, data_root
 
 
 def box_crops(aligned: str, source, n: int, seed: int, shrink: float = 0.0, where: str = "") -> list[np.ndarray]:
     """Up to ``n`` photos cut to the face box an alignment manifest records, shrunk by ``shrink`` of
     the box size on each side; ``where``: a substring the path must contain."""
-    from facecore.files import load_rgb
-    from facecore.folder import read_manifest
+    from facecore.core.files import load_rgb
+    from facecore.detection.folder import read_manifest
 
     m = read_manifest(PROJECT_ROOT / "cache" / "aligned" / aligned)
     m = m[(m.status == "ok") & m.path.str.contains(where, regex=False)]
@@ -39,8 +39,8 @@ def box_crops(aligned: str, source, n: int, seed: int, shrink: float = 0.0, wher
 
 def cfp_crops(n: int, kind: str, seed: int) -> list[np.ndarray]:
     """Up to ``n`` CFP photos of ``kind`` (frontal/profile) cut to their fiducials' bounding box."""
-    from facecore.cfp import read_fiducials
-    from facecore.files import load_rgb
+    from facecore.evaluation.cfp import read_fiducials
+    from facecore.core.files import load_rgb
 
     root = data_root() / "cfp"
     fid = read_fiducials(str(root))
@@ -61,7 +61,7 @@ def _cut(img: np.ndarray, box) -> np.ndarray:
 
 
 def found_rate(crops: list[np.ndarray], pad_frac: float, pad_mode: str) -> tuple[float, int]:
-    from facecore.detectors import create_detector
+    from facecore.detection.detectors import create_detector
 
     det = create_detector("mtcnn", pad_frac=pad_frac, pad_mode=pad_mode)
     found = sum(len(d) > 0 for s in range(0, len(crops), 32) for d in det.detect(crops[s:s + 32]))
@@ -75,7 +75,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
-    from facecore.runtime import set_threads
+    from facecore.core.runtime import set_threads
 
     set_threads(args.threads)
     lfw, cfp = data_root() / "lfw" / "lfw-deepfunneled", data_root() / "cfp" / "images"

@@ -1,6 +1,6 @@
 """Training-step throughput on the CPU: float32 vs bfloat16 autocast, side by side in one run.
 
-    .venv/bin/python bench/train_precision.py [--threads 1] [--batch 32] [--size 112] [--rounds 2]
+    .venv/bin/python bench/experiments/train_precision.py [--threads 1] [--batch 32] [--size 112] [--rounds 2]
 
 Each round times forward + backward + SGD step of every backbone in both precisions (best of 3 steps
 after a warm-up step) and prints images/s and the bf16/fp32 ratio. bfloat16 pays where the CPU has
@@ -13,8 +13,8 @@ import time
 
 import torch
 
-from facecore.models import create_model
-from facecore.runtime import set_threads
+from facecore.networks.models import create_model
+from facecore.core.runtime import set_threads
 
 
 def step_rate(model: torch.nn.Module, x: torch.Tensor, bf16: bool, steps: int = 3) -> float:

@@ -24,7 +24,7 @@ CHECKPOINT_FORMAT = "facecore-checkpoint-v1"
 def checkpoint_meta(arch: str, embedding_dim: int, input_size: int, classes: list[str] | None = None,
                     config: dict | None = None, metrics: dict | None = None, align_size: int = ALIGN_SIZE) -> dict:
     """The description stored beside the weights in every checkpoint (the alignment template follows
-    from ``align_size``: ``facecore.align.template(align_size)``)."""
+    from ``align_size``: ``facecore.detection.align.template(align_size)``)."""
     return {"format": CHECKPOINT_FORMAT, "arch": arch, "embedding_dim": int(embedding_dim),
             "input_size": int(input_size), "align_size": int(align_size), "mean": list(MEAN), "std": list(STD),
             "classes": list(classes or []), "config": dict(config or {}), "metrics": dict(metrics or {})}
@@ -105,7 +105,7 @@ def verify_zip(path: str | os.PathLike) -> None:
 
 
 _REPAIR = ("restore it (git checkout / git lfs pull for a shipped model) or re-export it from its run "
-           "(facecore.shipping.finalize_run)")
+           "(facecore.training.shipping.finalize_run)")
 
 
 def read_checkpoint(path: str | os.PathLike, verify: bool = True) -> dict:

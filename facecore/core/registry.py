@@ -2,7 +2,7 @@
 
 Models, losses, detectors, evaluation protocols and distillation teachers each keep one::
 
-    _LOSSES = Registry("loss", add_with="facecore.losses.register_loss")
+    _LOSSES = Registry("loss", add_with="facecore.networks.losses.register_loss")
 
     @_LOSSES.register("cosface")
     class CosFace(nn.Module): ...

@@ -24,7 +24,7 @@ class Setting:
 TRAINING_SETTINGS: dict[str, Setting] = {s_name: Setting(*v) for s_name, v in {
     "DATA_DIR": ("cache/aligned/celeba-112", "aligned training crops (alignment notebook output), <identity>/<image>"),
     "LFW_DIR": ("cache/aligned/lfw-112", "aligned LFW crops for the LFW accuracy during training and at export (\"\": skip)"),
-    "ARCH": ("efficientnet-b0", "backbone: efficientnet-b0..b3 or inceptionresnetv1 (facecore.models)"),
+    "ARCH": ("efficientnet-b0", "backbone: efficientnet-b0..b3 or inceptionresnetv1 (facecore.networks.models)"),
     "EMBEDDING_DIM": (512, "embedding size"),
     "INPUT_SIZE": (64, "network input side in pixels (aligned 112 px crops are resized)"),
     "MIN_IMAGES": (10, "keep identities with at least this many images"),
@@ -63,7 +63,7 @@ def check_training(training: dict, where: str = "TRAINING") -> None:
     for name, value in training.items():
         if name not in TRAINING_SETTINGS:
             raise ValueError(f"{where}: unknown setting {name!r}; valid names: {', '.join(TRAINING_SETTINGS)} "
-                             "(facecore.settings.TRAINING_SETTINGS)")
+                             "(facecore.core.settings.TRAINING_SETTINGS)")
         default = TRAINING_SETTINGS[name].default
         if not _fits(value, default):
             raise ValueError(f"{where}: {name} takes a value of type {type(default).__name__} (default {default!r}), "
@@ -88,7 +88,7 @@ def describe(values: dict, training: dict, loss_defaults: dict | None = None) ->
 
 
 def main() -> None:
-    """``python -m facecore.settings``: every shared setting, its type, default and meaning."""
+    """``python -m facecore.core.settings``: every shared setting, its type, default and meaning."""
     for name, s in TRAINING_SETTINGS.items():
         print(f"{name}: {type(s.default).__name__} (default {s.default!r})\n    {s.help}")
 

@@ -43,7 +43,7 @@ def verify_shipped(path: str | os.PathLike) -> bool:
         raise ValueError(f"{path} (shipped model {name!r}) has SHA-256 {actual[:12]}..., config.py records "
                          f"{expected[:12]}...: the file is damaged or stale - restore it (git checkout {path}, "
                          f"or git lfs pull), or after re-exporting it on purpose record the new hash with "
-                         f"facecore.zoo.record_hash")
+                         f"facecore.core.zoo.record_hash")
     return True
 
 

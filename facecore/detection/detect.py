@@ -70,7 +70,7 @@ def plausible_faces(boxes: np.ndarray, scores: np.ndarray, min_score: float = 0.
     such box's in the image.
 
     MTCNN's default last-stage threshold (0.7) boxes dark background, hair, hands and jaws in
-    video; on the demo clip (``bench/detection_filter.py``) these two rules dropped all 29 such
+    video; on the demo clip (``bench/experiments/detection_filter.py``) these two rules dropped all 29 such
     detections and 2 of 426 faces, where landmark geometry (yaw, eye distance, where the landmarks
     sit in the box) did not separate them. 0 switches a rule off.
     """
@@ -146,7 +146,7 @@ class FaceDetector:
     ``pad_frac`` > 0: an image where no face is found is searched once more with a border of that
     share of its shorter side (``pad_mode``: ``edge`` replicated or ``constant`` black), which finds
     faces in photos cropped tightly around them; such detections have ``padded=True``. Edge
-    replication found more (``bench/tight_crops.py``: LFW cut to MTCNN's box shrunk by 10 %: 52.3 %
+    replication found more (``bench/experiments/tight_crops.py``: LFW cut to MTCNN's box shrunk by 10 %: 52.3 %
     found without the retry, 94.3 % with a black border, 99.7 % with the edge replicated).
     """
 

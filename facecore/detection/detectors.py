@@ -1,7 +1,7 @@
 """Face detectors by name, as models and losses are: ``create_detector("mtcnn", min_face_frac=0.2)``.
 
 A detector is any object with ``detect(images: list[HxWx3 uint8 RGB]) -> list[Detection]``
-(``facecore.detect.Detection``: boxes, scores, 5 landmarks per face). Add one with
+(``facecore.detection.detect.Detection``: boxes, scores, 5 landmarks per face). Add one with
 ``register_detector``::
 
     @register_detector("whole-image")
@@ -19,9 +19,9 @@ import hashlib
 import json
 from typing import Any
 
-from .registry import Registry
+from ..core.registry import Registry
 
-DETECTORS = Registry("detector", add_with="facecore.detectors.register_detector")
+DETECTORS = Registry("detector", add_with="facecore.detection.detectors.register_detector")
 register_detector = DETECTORS.register  # register_detector("mine", factory), or as a decorator
 NOT_SETTINGS = ("device",)  # where a detector runs does not change what it finds
 

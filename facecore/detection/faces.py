@@ -54,7 +54,7 @@ def detect_align(images: list[np.ndarray], detector: _Detects, size: int = 112,
 
 
 def default_detector(device: str = "cpu", **kwargs):
-    """MTCNN with facecore's defaults (``facecore.detectors.create_detector("mtcnn", ...)``)."""
+    """MTCNN with facecore's defaults (``facecore.detection.detectors.create_detector("mtcnn", ...)``)."""
     from .detectors import create_detector
 
     return create_detector("mtcnn", device=device, **kwargs)

@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from .faces import Landmarker, detect_align
-from .files import OK, LoadedImage, atomic_write_bytes, atomic_write_text, encode_jpeg, list_images, load_rgb
+from ..core.files import OK, LoadedImage, atomic_write_bytes, atomic_write_text, encode_jpeg, list_images, load_rgb
 from .manifest import (COLUMNS, CONFIG, JOURNAL, LANDMARK_NAMES, MANIFEST, OLD_COLUMNS, V2_COLUMNS,  # noqa: F401
                        landmarks_of, last_per_path, manifest_row, read_journal, read_manifest, rows_text, source_sha1,
                        source_stat, still_valid, summarize, write_manifest)
@@ -51,7 +51,7 @@ def align_folder(src: str | os.PathLike, dst: str | os.PathLike, size: int = 112
                  pad_frac: float = 0.25) -> pd.DataFrame:
     """Mirror ``src`` into aligned ``size`` x ``size`` JPEG crops under ``dst`` and return the manifest.
 
-    One face per image is kept (``select``, see ``facecore.detect.select_face``); faces smaller than
+    One face per image is kept (``select``, see ``facecore.detection.detect.select_face``); faces smaller than
     ``min_face_frac`` of the image's shorter side (and than ``min_face_size`` px) are not looked for,
     which suits one-subject data set photos and is most of the speed (0 looks for every size). The manifest
     (``dst/manifest.csv``) has one row per source image: ``status`` is ``ok``, ``no_face`` or
@@ -59,7 +59,7 @@ def align_folder(src: str | os.PathLike, dst: str | os.PathLike, size: int = 112
     the image size, the box and the 5 landmarks in the original image's pixels. ``landmarks="custom"``
     aligns with facecore's own landmark model on MTCNN's box. ``num_workers`` processes decode
     images (0: decode in this process). ``limit`` aligns only the first N files (sorted).
-    ``detector``: a registered name (``facecore.detectors``; ``mtcnn`` gets ``min_face_size``,
+    ``detector``: a registered name (``facecore.detection.detectors``; ``mtcnn`` gets ``min_face_size``,
     ``min_face_frac``, ``max_side`` and ``pad_frac``: faces missed are looked for again on the image
     with a border of that share of its shorter side, ``padded`` in the manifest) or a detector object.
     """
@@ -181,12 +181,12 @@ def _resolve_landmarker(landmarks: str | Landmarker, device: str) -> Landmarker 
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m facecore.folder SRC DST [--size 112] [--limit N]``: align (or resume) a folder;
-    ``python -m facecore.folder --check DST``: read its manifest. Bad input: one line, exit 2."""
+    """``python -m facecore.detection.folder SRC DST [--size 112] [--limit N]``: align (or resume) a folder;
+    ``python -m facecore.detection.folder --check DST``: read its manifest. Bad input: one line, exit 2."""
     import argparse
     import sys
 
-    p = argparse.ArgumentParser(prog="python -m facecore.folder", description=main.__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m facecore.detection.folder", description=main.__doc__.split("\n")[0])
     p.add_argument("src", nargs="?", help="folder of <identity>/<image> photos")
     p.add_argument("dst", help="folder of aligned crops and manifest.csv")
     p.add_argument("--check", action="store_true", help="only read and summarise dst's manifest")
@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
             m = align_folder(args.src, args.dst, size=args.size, limit=args.limit, min_face_frac=args.min_face_frac,
                              num_workers=0, progress=False)
     except (ValueError, FileNotFoundError) as e:
-        print(f"facecore.folder: error: {e}", file=sys.stderr)
+        print(f"facecore.detection.folder: error: {e}", file=sys.stderr)
         return 2
     print(summarize(m)[["images"]].T.to_string(index=False))
     return 0

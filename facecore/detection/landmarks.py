@@ -8,8 +8,8 @@ learns where the eyes are rather than where they are on average).
 
 Aligning a folder (e.g. LFW) with it, end to end::
 
-    from facecore.folder import align_folder
-    from facecore.paths import data_path
+    from facecore.detection.folder import align_folder
+    from facecore.core.paths import data_path
     manifest = align_folder(data_path("lfw", "lfw-deepfunneled"), "runs/lfw-aligned-custom", landmarks="custom")
 
 ``notebooks/my-face-alignment.ipynb`` trains the model and measures it on HELEN-test.
@@ -28,11 +28,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .files import atomic_write_bytes
+from ..core.files import atomic_write_bytes
 from .landmarks_data import FLIP_ORDER, crop_matrix, invert_matrix, map_points, to_tensor, warp_crop
-from .checkpoint import load_weights, verify_zip
-from .paths import PROJECT_ROOT
-from .registry import Registry
+from ..core.checkpoint import load_weights, verify_zip
+from ..core.paths import PROJECT_ROOT
+from ..core.registry import Registry
 
 LANDMARKER_FORMAT = "facecore-landmarker-v1"
 DEFAULT_WEIGHTS = Path("notebooks") / "my-face-alignment" / "landmarker.pt"
@@ -90,7 +90,7 @@ def soft_argmax(logits: torch.Tensor, size: int) -> torch.Tensor:
     return torch.stack([(prob.sum(2) * xs).sum(-1), (prob.sum(3) * ys).sum(-1)], dim=-1)
 
 
-_MODELS = Registry("landmark model", add_with="facecore.landmarks.register_landmark_model")
+_MODELS = Registry("landmark model", add_with="facecore.detection.landmarks.register_landmark_model")
 register_landmark_model = _MODELS.register
 register_landmark_model("heatmap-s", lambda: HeatmapLandmarker(5, 24))
 register_landmark_model("heatmap-m", lambda: HeatmapLandmarker(5, 32))

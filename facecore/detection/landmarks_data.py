@@ -89,8 +89,8 @@ def load_landmark_folders(folders: tuple[str, ...] | list[str], root: str | os.P
 
     ``limit`` keeps an evenly spread subset of that many faces (for smoke runs).
     """
-    from .files import load_rgb
-    from .paths import data_path
+    from ..core.files import load_rgb
+    from ..core.paths import data_path
 
     base = Path(root) if root is not None else data_path("landmarks-300w")
     files = []
@@ -254,6 +254,6 @@ class LandmarkDataset:
 
 def to_tensor(crops: np.ndarray):
     """uint8 (N, S, S, 3) RGB crops -> float (N, 3, S, S) in [-1, 1] (``preprocessing.to_tensor``)."""
-    from .preprocessing import to_tensor as _to_tensor
+    from ..core.preprocessing import to_tensor as _to_tensor
 
     return _to_tensor(crops)

@@ -1,4 +1,4 @@
-"""The journal and manifest of an aligned folder (``facecore.folder.align_folder``).
+"""The journal and manifest of an aligned folder (``facecore.detection.folder.align_folder``).
 
 The journal (``.align_journal.csv``) gets one appended, fsynced write per finished batch: a row per
 source with its status, detection, landmarks and the source's size, modification time and SHA-1.
@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .files import NO_FACE, OK, UNREADABLE, LoadedImage, atomic_write_text, file_digest
+from ..core.files import NO_FACE, OK, UNREADABLE, LoadedImage, atomic_write_text, file_digest
 
 LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
 OLD_COLUMNS = (["path", "output", "status", "message", "score", "n_faces", "width", "height", "x1", "y1", "x2", "y2"]

@@ -20,7 +20,7 @@ def eye_alignment_error(crops_dir: str | os.PathLike, outputs: list[str], size: 
     import torch
     from facenet_pytorch import MTCNN
 
-    from .files import load_rgb
+    from ..core.files import load_rgb
 
     rng = np.random.default_rng(seed)
     pick = sorted(rng.choice(len(outputs), size=min(n, len(outputs)), replace=False).tolist())

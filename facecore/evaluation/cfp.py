@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .align import similarity_transform, template
+from ..detection.align import similarity_transform, template
 
 EYE_RING, NOSE_TIP, MOUTH_CORNER, LIP_MIDDLE = list(range(12, 18)), 21, 25, [27, 29]
 PROTOCOLS = ("FF", "FP")
@@ -99,8 +99,8 @@ def align_cfp(cfp_root: str | os.PathLike, dst: str | os.PathLike, detector="mtc
 
     The fiducial-aligned files are listed in ``dst/fiducial_aligned.csv``.
     """
-    from .files import OK, atomic_write_bytes, atomic_write_text, encode_jpeg, load_rgb
-    from .folder import align_folder
+    from ..core.files import OK, atomic_write_bytes, atomic_write_text, encode_jpeg, load_rgb
+    from ..detection.folder import align_folder
 
     root = Path(cfp_root)
     manifest = align_folder(root / "images", dst, size=size, detector=detector, progress=progress, **align_kwargs)

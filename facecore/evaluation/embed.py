@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .faces import detect_align
-from .files import NO_FACE, OK, atomic_write_bytes, file_digest, load_rgb
-from .models import Embedder
+from ..detection.faces import detect_align
+from ..core.files import NO_FACE, OK, atomic_write_bytes, file_digest, load_rgb
+from ..networks.models import Embedder
 
 
 @dataclass
@@ -59,7 +59,7 @@ def file_key(path: str | os.PathLike) -> str:
 
 def cache_tag(embedder: Embedder, detector, aligned: bool, select: str, flip: bool) -> str:
     """The cache sub-folder of one (model, detector name + settings, selection, flip) combination."""
-    from .detectors import detector_key
+    from ..detection.detectors import detector_key
 
     how = "aligned" if aligned else f"{detector_key(detector)}-{select}"
     return f"{model_key(embedder)}-{how}-{int(flip)}"
@@ -80,13 +80,13 @@ def embed_files(paths: list[str | os.PathLike], embedder: Embedder, detector=Non
                 select: str = "center_largest", aligned: bool = False, progress: bool = True) -> EmbeddedFiles:
     """Embed the one selected face of each photo (detect -> align -> embed).
 
-    ``detector``: a detector object, a registered name (``facecore.detectors``) or None (MTCNN).
+    ``detector``: a detector object, a registered name (``facecore.detection.detectors``) or None (MTCNN).
     ``aligned=True`` takes the files as already-aligned crops (e.g. ``align_folder`` output) and skips
     detection. With ``cache_dir``, embeddings are read from and written to the cache.
     """
     from tqdm.auto import tqdm
 
-    from .detectors import resolve_detector
+    from ..detection.detectors import resolve_detector
 
     n = len(paths)
     out = EmbeddedFiles([str(p) for p in paths], np.full((n, int(embedder.meta.get("embedding_dim", 512))), np.nan, np.float32),
@@ -186,7 +186,7 @@ def aligned_input(embedder, rgb: np.ndarray) -> np.ndarray:
     h, w = rgb.shape[:2]
     if getattr(embedder, "align", None) is None or (h, w) == (embedder.align_size, embedder.align_size):
         return _fit(rgb, embedder.align_size)
-    from .align import template
+    from ..detection.align import template
 
     return embedder.align(rgb, np.array([0.0, 0.0, w - 1.0, h - 1.0]), template(w))
 

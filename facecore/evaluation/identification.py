@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .files import list_images
+from ..core.files import list_images
 
 
 @dataclass
@@ -58,7 +58,7 @@ def random_baseline(seed: int = 0, device: str = "cpu"):
     """A seeded, randomly initialised InceptionResnetV1 embedder (96 px input): the floor to beat."""
     import torch
 
-    from .models import Embedder, checkpoint_meta, create_model
+    from ..networks.models import Embedder, checkpoint_meta, create_model
 
     torch.manual_seed(seed)
     model = create_model("inceptionresnetv1").to(device).eval()
@@ -72,14 +72,14 @@ def evaluate_embedder(embedder, root: str | os.PathLike, split: IdSplit, fprs, a
 
     Photos that fail to load or (``aligned=False``) have no detected face are left out; the result
     says how many (``failed_query``, ``failed_distractors``). ``detector``: a name or object
-    (``facecore.detectors``; default MTCNN).
+    (``facecore.detection.detectors``; default MTCNN).
     """
     from .embed import embed_files
     from .idrate import id_rate_streaming
 
     root = Path(root)
     if not aligned:
-        from .detectors import resolve_detector
+        from ..detection.detectors import resolve_detector
 
         detector = resolve_detector(detector, embedder.device)  # one detector for both sets
     eq = embed_files([root / p for p in split.query_paths], embedder, detector=detector, cache_dir=cache_dir,
@@ -131,7 +131,7 @@ def results_markdown(table: pd.DataFrame, digits: int = 4) -> str:
 
 def coarse_density(hist: np.ndarray, edges: np.ndarray, value_range: tuple[float, float],
                    n_bins: int = 200) -> tuple[np.ndarray, np.ndarray]:
-    """(bin centres, density) of a ``facecore.idrate`` histogram re-binned into ``n_bins`` over ``value_range``.
+    """(bin centres, density) of a ``facecore.evaluation.idrate`` histogram re-binned into ``n_bins`` over ``value_range``.
 
     The under- and overflow bins are drawn at the edges of the regular range.
     """

@@ -1,8 +1,8 @@
 """Identification rate (TPR@FPR) at scale: 10k queries x 1M distractors without holding the negatives.
 
-Exactly ``facecore.metrics.id_rate`` (same thresholds, same TPR, bit for bit), computed in tiles:
+Exactly ``facecore.evaluation.metrics.id_rate`` (same thresholds, same TPR, bit for bit), computed in tiles:
 
-1. Similarities are the canonical ones of ``facecore.metrics``: float64 cosine rounded to a multiple
+1. Similarities are the canonical ones of ``facecore.evaluation.metrics``: float64 cosine rounded to a multiple
    of 2**-24, held as the integer ``u = s * 2**24 + 2**24``.
 2. A pilot (random query rows x random queries and distractors) sees the range of the similarities
    and where each FPR's threshold rank roughly falls. It fixes a ``Binning`` of that range (at most
@@ -63,7 +63,7 @@ def id_rate_streaming(query_emb: np.ndarray, query_labels, distractor_emb, fprs,
                       exact: bool = True, query_block: int = 2048, distractor_block: int = 4096,
                       pilot_pairs: int = 30_000_000, window_sigmas: float = 8.0, seed: int = 0,
                       backend: str = "auto", progress: bool = True) -> dict:
-    """``facecore.metrics.id_rate`` without holding the negatives: also ROC points and ROC-AUC.
+    """``facecore.evaluation.metrics.id_rate`` without holding the negatives: also ROC points and ROC-AUC.
 
     ``distractor_emb`` may be any array-like read by row slices (e.g. ``np.load(..., mmap_mode='r')``).
     ``backend``: how tiles are counted, ``numpy`` (CPU default, cache-sized blocks) or ``torch``

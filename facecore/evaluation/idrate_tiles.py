@@ -1,4 +1,4 @@
-"""The tile engine of ``facecore.idrate``: similarities on an integer grid, binned and counted tile by
+"""The tile engine of ``facecore.evaluation.idrate``: similarities on an integer grid, binned and counted tile by
 tile over (query, query) and (query, distractor) pairs without holding them.
 """
 from __future__ import annotations

@@ -3,7 +3,7 @@
 ``pairs.txt`` starts with ``<folds> <pairs per fold>`` (``10 300``), then per fold that many matched
 lines ``name i j`` and as many mismatched lines ``name1 i name2 j`` (tab or space separated). Image
 ``i`` of ``name`` is ``<name>/<name>_<iiii>.<ext>`` below the image root (``.jpg`` for LFW and for the
-aligned crops of ``facecore.folder.align_folder``).
+aligned crops of ``facecore.detection.folder.align_folder``).
 """
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ Similarities are cosine similarities of L2-normalised embeddings, computed in fl
 once to the nearest multiple of 2**-24 (``SIM_GRID``, exact in float32; ``cosine_matrix``). Float64
 sums differ between implementations (BLAS, chunking, CPU/CUDA) by ~1e-16; snapping to a grid 1e8
 times coarser makes them bit-identical (except with probability ~1e-9 per pair), so
-``facecore.idrate`` is checked against these brute-force functions for exact equality.
+``facecore.evaluation.idrate`` is checked against these brute-force functions for exact equality.
 """
 from __future__ import annotations
 
@@ -95,7 +95,7 @@ def id_rate(query_emb: np.ndarray, query_labels, distractor_emb: np.ndarray | No
     Negatives are the different-identity query pairs plus every (query, distractor) pair; for each
     FPR the threshold is the negative at index ``int(FPR * n_negatives)`` sorted descending and the
     TPR is the share of same-identity query pairs strictly above it. Holds every similarity in
-    memory: use ``facecore.idrate.id_rate_streaming`` for large sets.
+    memory: use ``facecore.evaluation.idrate.id_rate_streaming`` for large sets.
     """
     pos, neg_q, neg_d = query_pair_similarities(query_emb, query_labels, distractor_emb)
     return id_rate_from_similarities(pos, np.concatenate([neg_q, neg_d]), fprs)
@@ -175,7 +175,7 @@ def lfw_accuracy(similarities: np.ndarray, issame: np.ndarray, folds: np.ndarray
                  n_folds: int = 10) -> dict:
     """LFW's 10-fold protocol: per fold, the threshold best on the other folds, scored on this one.
 
-    ``folds`` gives each pair's fold (from ``facecore.lfw.pair_rows``); without it the pairs are cut
+    ``folds`` gives each pair's fold (from ``facecore.evaluation.lfw.pair_rows``); without it the pairs are cut
     into ``n_folds`` contiguous blocks, as ``pairs.txt`` orders them. Returns mean and std (ddof=0)
     of the fold accuracies, the per-fold ``accuracies`` and ``thresholds``, and ``threshold`` (their
     mean) for use as a default verification threshold.

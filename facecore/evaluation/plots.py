@@ -57,7 +57,7 @@ def draw_detections(ax, image: np.ndarray, box: np.ndarray | None, landmarks: np
 
 
 def roc_curves(results: dict[str, dict], fprs=None):
-    """ROC curve of each model (``facecore.idrate`` results), log-scaled FPR, TPR@FPR points marked."""
+    """ROC curve of each model (``facecore.evaluation.idrate`` results), log-scaled FPR, TPR@FPR points marked."""
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7.5, 5))
@@ -85,7 +85,7 @@ def similarity_distributions(results: dict[str, dict], kind: str = "positives", 
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    from .evaluation import coarse_density, populated_range
+    from .identification import coarse_density, populated_range
 
     if kind not in ("positives", "sources"):
         raise ValueError(f"kind must be 'positives' or 'sources', got {kind!r}")
@@ -114,10 +114,10 @@ def similarity_distributions(results: dict[str, dict], kind: str = "positives", 
 
 
 def save_figure(fig, path) -> None:
-    """Write a figure as PNG atomically (``facecore.files.atomic_write_bytes``)."""
+    """Write a figure as PNG atomically (``facecore.core.files.atomic_write_bytes``)."""
     import io
 
-    from .files import atomic_write_bytes
+    from ..core.files import atomic_write_bytes
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")

@@ -3,7 +3,7 @@
 A protocol is ``f(embedder, data_root, **options) -> dict``; the dict's ``summary`` holds the
 figures that ``benchmark_table`` puts in one row per model (e.g. ``{"LFW": 90.07, "LFW std": 1.14}``).
 Shipped: ``lfw``, ``cfp-ff``, ``cfp-fp`` (10-fold verification accuracy, exactly LFW's fold and
-threshold logic: ``facecore.metrics.lfw_accuracy``) and ``id-rate`` (TPR@FPR and ROC-AUC on LFW's
+threshold logic: ``facecore.evaluation.metrics.lfw_accuracy``) and ``id-rate`` (TPR@FPR and ROC-AUC on LFW's
 query/distractor split). Add one with ``register_protocol``::
 
     @register_protocol("my-set")
@@ -11,7 +11,7 @@ query/distractor split). Add one with ``register_protocol``::
         ...
         return {"summary": {"my-set": accuracy}}
 
-Faces are found by one detector (``detector``: a name or object, ``facecore.detectors``) and go the
+Faces are found by one detector (``detector``: a name or object, ``facecore.detection.detectors``) and go the
 one path detect -> align (``align_folder``, crops cached under ``cache/aligned``) -> embed
 (``embed_files``).
 """
@@ -24,10 +24,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .paths import PROJECT_ROOT
-from .registry import Registry
+from ..core.paths import PROJECT_ROOT
+from ..core.registry import Registry
 
-PROTOCOLS = Registry("protocol", add_with="facecore.protocols.register_protocol")
+PROTOCOLS = Registry("protocol", add_with="facecore.evaluation.protocols.register_protocol")
 ALIGNED_ROOT = PROJECT_ROOT / "cache" / "aligned"
 LFW_ALIGN = {"min_face_frac": 0.2}  # the alignment stage's settings (notebooks/face-detection-and-alignment)
 # ArcFace, ResNet-50 trained on CASIA-WebFace (Deng et al., CVPR 2019, table 2); their CFP-FP uses
@@ -41,7 +41,7 @@ get_protocol = PROTOCOLS.lookup  # a protocol by name; an unknown name raises an
 
 def evaluate(name: str, embedder, data_root: str | os.PathLike | None = None, **options) -> dict:
     """Run protocol ``name`` on an embedder (data under ``data_root``, default ``paths.data_root()``)."""
-    from .paths import data_root as default_root
+    from ..core.paths import data_root as default_root
 
     fn = get_protocol(name)
     return fn(embedder, Path(data_root) if data_root else default_root(), **options)
@@ -52,7 +52,7 @@ def pair_result(embeddings: np.ndarray, i1: np.ndarray, i2: np.ndarray, issame: 
     """Verification figures of embedded pairs; a pair with a missing embedding never matches (-1)."""
     from .lfw import pair_similarities
     from .metrics import verification
-    from .validate import embedding_spread
+    from ..training.validate import embedding_spread
 
     sims = np.nan_to_num(pair_similarities(embeddings, i1, i2), nan=-1.0)
     res = verification(sims, issame, folds, fprs)
@@ -65,7 +65,7 @@ def _images(src: Path, aligned_dir, default: str, detector, progress: bool) -> t
     """(image root, whether it holds aligned crops). A given ``aligned_dir`` that exists holds the
     crops; one that does not exist means the raw photos, faces detected on the fly. Without
     ``aligned_dir`` the crops are made (once, resumably) under ``cache/aligned/<default>``."""
-    from .folder import MANIFEST, align_folder
+    from ..detection.folder import MANIFEST, align_folder
 
     if aligned_dir:
         return (Path(aligned_dir), True) if Path(aligned_dir).is_dir() else (src, False)
@@ -82,7 +82,7 @@ def lfw(embedder, data_root: Path, aligned_dir: str | os.PathLike | None = None,
     """LFW 10-fold accuracy on ``pairs.txt`` (flip-averaged embeddings of the aligned crops) and the
     thresholds of the mismatched pairs at ``fpr`` and ``fprs``; the keys of the shipped metrics."""
     from .embed import embed_files
-    from .validate import lfw_protocol
+    from ..training.validate import lfw_protocol
 
     src = Path(data_root) / "lfw" / "lfw-deepfunneled"
     root, aligned = _images(src, aligned_dir, "lfw-112", detector, progress)
@@ -138,8 +138,8 @@ register_protocol("cfp-fp", lambda embedder, data_root, **kw: _cfp("FP", embedde
 def id_rate(embedder, data_root: Path, aligned_dir=None, detector: Any = "mtcnn", cache_dir=None,
             fprs=(1e-3, 1e-2), min_images: int = 3, max_query_identities: int = 0, max_distractors: int = 0,
             seed: int = 0, device: str = "cpu", progress: bool = False) -> dict:
-    """Identification rate (TPR@FPR) and ROC-AUC on LFW's query/distractor split (``facecore.evaluation``)."""
-    from .evaluation import evaluate_embedder, lfw_id_split
+    """Identification rate (TPR@FPR) and ROC-AUC on LFW's query/distractor split (``facecore.evaluation.identification``)."""
+    from .identification import evaluate_embedder, lfw_id_split
 
     raw = Path(data_root) / "lfw" / "lfw-deepfunneled"
     root, aligned = _images(raw, aligned_dir, "lfw-112", detector, progress)

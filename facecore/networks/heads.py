@@ -14,10 +14,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .registry import Registry
+from ..core.registry import Registry
 
 PREFIX = "teacher_head."  # not "head.": EfficientNetEmbedder's own embedding layers live there
-_HEADS = Registry("head", add_with="facecore.heads.register_head")
+_HEADS = Registry("head", add_with="facecore.networks.heads.register_head")
 register_head = _HEADS.register
 head_names = _HEADS.names
 register_head("linear", lambda in_dim, out_dim, hidden=0: nn.Linear(in_dim, out_dim))

@@ -10,7 +10,7 @@ Each loss class declares what training needs from it, so the trainer never check
 - ``sampler``: ``"shuffled"`` (batches of a shuffled pass) or ``"pk"`` (P identities x K images);
 - ``weight_decay``: whether its own parameters take the optimiser's weight decay;
 - ``training_defaults`` (optional): shared training settings whose default differs for this loss
-  (``facecore.settings`` names, e.g. triplet's ``LR``).
+  (``facecore.core.settings`` names, e.g. triplet's ``LR``).
 """
 from __future__ import annotations
 
@@ -21,9 +21,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .registry import Registry
+from ..core.registry import Registry
 
-_REGISTRY = Registry("loss", add_with="facecore.losses.register_loss")
+_REGISTRY = Registry("loss", add_with="facecore.networks.losses.register_loss")
 register_loss = _REGISTRY.register
 list_losses = _REGISTRY.names
 
@@ -142,7 +142,7 @@ class TripletLoss(nn.Module):
     """
 
     has_centres, centres_key, sampler, weight_decay = False, None, "pk", True
-    training_defaults = {"LR": 0.05}  # facecore.settings names: half CE's peak rate
+    training_defaults = {"LR": 0.05}  # facecore.core.settings names: half CE's peak rate
 
     def __init__(self, margin: float = 0.2, mining: str = "batch_hard", **_: Any):
         super().__init__()

@@ -3,7 +3,7 @@
 ``create_model("efficientnet-b0", embedding_dim=512)`` returns a module mapping a normalised
 ``(N, 3, S, S)`` batch to L2-normalised ``(N, D)`` embeddings. A checkpoint stores the weights and
 everything needed to use them (architecture, embedding size, input size, normalisation,
-alignment crop size, classes, training config, metrics; see ``facecore.checkpoint``), and loads with
+alignment crop size, classes, training config, metrics; see ``facecore.core.checkpoint``), and loads with
 ``torch.load(weights_only=True)``.
 """
 from __future__ import annotations
@@ -18,15 +18,15 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-# Checkpoint I/O lives in facecore.checkpoint; re-exported here for the modules that import it from models.
-from .checkpoint import (CHECKPOINT_FORMAT, checkpoint_bytes, checkpoint_meta, float_state_dict,  # noqa: F401
+# Checkpoint I/O lives in facecore.core.checkpoint; re-exported here for the modules that import it from models.
+from ..core.checkpoint import (CHECKPOINT_FORMAT, checkpoint_bytes, checkpoint_meta, float_state_dict,  # noqa: F401
                          is_compressed, load_weights, read_checkpoint, round_mantissa, save_checkpoint,
                          write_checkpoint)
 from .heads import HeadedModel, backbone_dim, head_from_meta, split_state
-from .preprocessing import MEAN, STD, meta_to_tensor, to_tensor
-from .registry import Registry
+from ..core.preprocessing import MEAN, STD, meta_to_tensor, to_tensor
+from ..core.registry import Registry
 
-_REGISTRY = Registry("model", add_with="facecore.models.register_model")
+_REGISTRY = Registry("model", add_with="facecore.networks.models.register_model")
 register_model = _REGISTRY.register
 list_models = _REGISTRY.names
 
@@ -91,7 +91,7 @@ def default_input_size(name: str) -> int:
 
 def preprocess(crops: np.ndarray, input_size: int, mean=MEAN, std=STD) -> torch.Tensor:
     """uint8 (N, H, W, 3) RGB aligned crops -> normalised float (N, 3, S, S) tensor
-    (``facecore.preprocessing.to_tensor``)."""
+    (``facecore.core.preprocessing.to_tensor``)."""
     return to_tensor(crops, input_size, mean, std)
 
 
@@ -130,7 +130,7 @@ class Embedder:
         return np.concatenate(out).astype(np.float32)
 
     def without_head(self) -> "Embedder":
-        """The backbone alone of a model with a teacher-space head (``facecore.heads``): its own embedding,
+        """The backbone alone of a model with a teacher-space head (``facecore.networks.heads``): its own embedding,
         with the thresholds measured for it at export (``meta["backbone"]``); other models unchanged."""
         if not self.meta.get("head"):
             return self
@@ -146,7 +146,7 @@ def load_embedder(path: str | os.PathLike, device: str = "cpu") -> Embedder:
     A shipped model (``config.params``) is checked against its recorded SHA-256, any other
     checkpoint against its zip CRCs; weights that do not fit the architecture named in
     meta raise one line naming the file."""
-    from .zoo import verify_shipped
+    from ..core.zoo import verify_shipped
 
     hashed = verify_shipped(path)
     blob = read_checkpoint(path, verify=not hashed)  # a matching SHA-256 already covers every byte
@@ -154,7 +154,7 @@ def load_embedder(path: str | os.PathLike, device: str = "cpu") -> Embedder:
     model = create_model(meta["arch"], embedding_dim=backbone_dim(meta))
     body, head_weights = split_state(blob["state_dict"])
     load_weights(model, body, path)
-    if meta.get("head"):  # a distilled student's map into its teacher's space (facecore.heads)
+    if meta.get("head"):  # a distilled student's map into its teacher's space (facecore.networks.heads)
         head = head_from_meta(meta)
         load_weights(head, head_weights, path, "head weights")
         model = HeadedModel(model, head)

@@ -3,7 +3,7 @@
 Layouts (both may be mixed, and a name may use both): a folder per person,
 ``people_faces/<Name>/*.jpg|png|...``, or a flat file per person, ``people_faces/<Name>.jpg``.
 Hidden files are skipped. Each photo goes through the one embedding path
-(``facecore.embed.embed_files``: detect -> align -> embed, flip-averaged), cached on disk by model
+(``facecore.evaluation.embed.embed_files``: detect -> align -> embed, flip-averaged), cached on disk by model
 detector and file contents, so a rebuild embeds only new or changed photos; a damaged cache entry is
 recomputed (with a warning), and the entries of photos no longer in the gallery are deleted. A person's photos are combined
 into the mean of their unit embeddings, renormalised (a template); a query is matched to the
@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .embed import embed_files, prune_cache
-from .files import IMAGE_EXTENSIONS, NO_FACE, OK, UNREADABLE
-from .models import Embedder
-from .paths import PROJECT_ROOT
+from ..evaluation.embed import embed_files, prune_cache
+from ..core.files import IMAGE_EXTENSIONS, NO_FACE, OK, UNREADABLE
+from ..networks.models import Embedder
+from ..core.paths import PROJECT_ROOT
 from .tracking import UNKNOWN
 
 DEFAULT_CACHE_DIR = PROJECT_ROOT / "cache" / "gallery"
@@ -77,7 +77,7 @@ def build_gallery(root: str | os.PathLike, embedder: Embedder, detector=None,
                   cache_dir: str | os.PathLike | None = DEFAULT_CACHE_DIR, progress: bool = False) -> Gallery:
     """Embed every person's photos (cached) and combine them into one template per person.
 
-    ``detector``: an object, a registered name or None (MTCNN, ``facecore.detectors``). The cache
+    ``detector``: an object, a registered name or None (MTCNN, ``facecore.detection.detectors``). The cache
     (one folder per gallery: entries of photos not in ``root`` are deleted) is keyed by contents.
 
     Problems (no face, several faces, unreadable, a person with no usable photo, an empty

@@ -3,7 +3,7 @@
 ``Recognizer`` (realtime.py's pipeline) runs MTCNN on a reduced copy of the frame every
 ``detect_every`` frames (every ``search_every`` while no face is tracked), or at once when a track
 is lost or the scene cuts; in between, tracks follow their faces with optical flow
-(``facecore.tracking.FlowTracker``). A track is embedded when it starts and again every
+(``facecore.recognition.tracking.FlowTracker``). A track is embedded when it starts and again every
 ``embed_every`` frames, all due faces of a frame in one batch, and its identity is the majority of
 its last ``votes`` embeddings' decisions (by default the latest one).
 ``recognize_frame`` is the straightforward loop (full-frame MTCNN, every face embedded, no
@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .detect import FaceDetector, plausible_faces
-from .detectors import create_detector
-from .faces import detect_align
+from ..detection.detect import FaceDetector, plausible_faces
+from ..detection.detectors import create_detector
+from ..detection.faces import detect_align
 from .gallery import Gallery
-from .models import Embedder
-from .runtime import autocast, native_bf16
+from ..networks.models import Embedder
+from ..core.runtime import autocast, native_bf16
 from .tracking import UNKNOWN, FlowTracker, Track, match_boxes
 
 # Used (with a warning) when a checkpoint stores no calibrated threshold (meta["threshold"]): a
@@ -69,7 +69,7 @@ class Recognizer:
     gallery: Gallery
     threshold: float
     config: RecognizerConfig = field(default_factory=RecognizerConfig)
-    detector: FaceDetector | str | None = None  # an object or a facecore.detectors name (None: MTCNN)
+    detector: FaceDetector | str | None = None  # an object or a facecore.detection.detectors name (None: MTCNN)
     frame_index: int = -1
     counts: Counter = field(default_factory=Counter)
     threshold_origin: str = ""  # where the threshold comes from (from_name: the checkpoint's FPR table, ...)
@@ -78,7 +78,7 @@ class Recognizer:
     def from_name(cls, model_name: str | None = None, people_faces=None, **kwargs) -> "Recognizer":
         """A recognizer of the people in ``people_faces`` (default ``people_faces/``) with a shipped
         model (``config.params``; default ``config.DEFAULT_MODEL``) and its LFW threshold at ``fpr``
-        (``facecore.recognizer.from_name`` lists the options)."""
+        (``facecore.recognition.recognizer.from_name`` lists the options)."""
         from .recognizer import from_name
 
         return from_name(model_name, **({"people_faces": people_faces} if people_faces else {}), **kwargs)

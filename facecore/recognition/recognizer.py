@@ -15,7 +15,7 @@ import os
 import warnings
 from pathlib import Path
 
-from .paths import PROJECT_ROOT
+from ..core.paths import PROJECT_ROOT
 
 # Default operating point: the threshold at which 1 % of LFW's mismatched pairs pass. With the
 # default model, 3 % names an audience member on the demo clip, while 1 % still names the performer's
@@ -100,7 +100,7 @@ def load_model(model_name: str | None = None, checkpoint: str | os.PathLike | No
     head, not its backbone's own embedding (``Embedder.without_head``)."""
     import torch
 
-    from .models import load_embedder
+    from ..networks.models import load_embedder
 
     check_threshold(threshold)
     if device == "cuda" and not torch.cuda.is_available():
@@ -122,7 +122,7 @@ def from_name(model_name: str | None = None, people_faces: str | os.PathLike = P
               detector=None, head: bool = False):
     """A ``Recognizer`` of the people in ``people_faces`` with a named model (``Recognizer.from_name``).
 
-    ``detector`` (a name or object, ``facecore.detectors``) finds the gallery's faces; the video
+    ``detector`` (a name or object, ``facecore.detection.detectors``) finds the gallery's faces; the video
     frames' detector is set by ``config`` (``RecognizerConfig``).
     """
     from .gallery import build_gallery

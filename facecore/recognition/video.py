@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
-from .files import list_images, load_rgb
+from ..core.files import list_images, load_rgb
 from .tracking import UNKNOWN
 
 if TYPE_CHECKING:  # recognize imports torch; opening sources and drawing do not need it

@@ -1,6 +1,6 @@
 """Distillation data: unlabelled faces beside the labelled ones, and a teacher's embedding of every crop.
 
-The ``distill`` loss (``facecore.losses.DistillLoss``) takes ``(identity, teacher embedding)`` per
+The ``distill`` loss (``facecore.networks.losses.DistillLoss``) takes ``(identity, teacher embedding)`` per
 image; an unlabelled face has identity -1 and still teaches through its teacher embedding. Teacher
 embeddings are computed once from the aligned training crops (``teacher.align`` re-frames each
 112x112 ArcFace-template crop onto the teacher's own template) and cached by file content.
@@ -29,7 +29,7 @@ class DistillData:
 def scan_unlabelled(root: str | os.PathLike, limit: int = 0) -> FaceSet:
     """Every image under ``root`` (any layout) as a set without identities (labels -1); ``limit``: the
     first N in sorted order (0: all)."""
-    from .files import list_images
+    from ..core.files import list_images
 
     root = Path(root)
     if not root.is_dir():
@@ -45,7 +45,7 @@ def teacher_targets(fs: FaceSet, teacher, cache_dir: str | os.PathLike | None, p
                     flip: bool = False) -> np.ndarray:
     """(N, D) unit teacher embeddings of the aligned crops of ``fs`` (``flip``: averaged with the mirror's),
     cached by file content."""
-    from .embed import embed_files
+    from ..evaluation.embed import embed_files
 
     if hasattr(teacher, "lookup"):  # a table of embeddings computed elsewhere (teachers.TableTeacher)
         return teacher.lookup(fs.root, fs.paths)
@@ -83,10 +83,10 @@ def center_targets(targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def attach(run, labelled: FaceSet, cache_dir: Path, progress: bool = True) -> None:
-    """Make a training run (``facecore.train``) a distillation run: the teacher's targets for every crop,
+    """Make a training run (``facecore.training.train``) a distillation run: the teacher's targets for every crop,
     and the unlabelled faces appended to the crops and the training rows (identity -1)."""
     from .data import load_crops
-    from .preprocessing import cache_crop_size
+    from ..core.preprocessing import cache_crop_size
 
     cfg = run.cfg
     if getattr(run.loss_fn, "teacher_dim", None) is None:
@@ -129,10 +129,10 @@ def head_data(checkpoint: str | os.PathLike, data_dir: str | os.PathLike, teache
     """The frozen student (its weights rounded as they will ship, ``mantissa_bits``) embeds the training
     split of ``data_dir`` (the run's ``min_images``/``val_fraction``/``seed``), the unlabelled crops and
     the validation split; the teacher's raw (uncentred) unit embedding of each comes from its cache."""
-    from .checkpoint import float_state_dict, half_state_dict, read_checkpoint
+    from ..core.checkpoint import float_state_dict, half_state_dict, read_checkpoint
     from .data import load_crops, scan_identities, split_per_identity
-    from .models import Embedder, create_model
-    from .preprocessing import cache_crop_size
+    from ..networks.models import Embedder, create_model
+    from ..core.preprocessing import cache_crop_size
 
     blob = read_checkpoint(checkpoint)
     meta = blob["meta"]
@@ -170,11 +170,11 @@ def add_head(checkpoint: str | os.PathLike, out: str | os.PathLike, data_dir: st
              max_identities: int = 0, val_fraction: float = 0.1, seed: int = 0, unlabelled_limit: int = 0,
              kind: str = "linear", hidden: int = 512, epochs: int = 12, mantissa_bits: int = 10,
              teacher_flip: bool = False, device: str = "cpu", progress: bool = True) -> dict:
-    """Fit a teacher-space head (``facecore.heads``) on a trained student (``head_data``) and write ``out``
+    """Fit a teacher-space head (``facecore.networks.heads``) on a trained student (``head_data``) and write ``out``
     with it. Returns the head's description: sizes, the rows it was fitted on and its mean cosine to the
     teacher on the held-out validation crops (``val_cos``)."""
-    from .checkpoint import write_checkpoint
-    from .heads import PREFIX, fit_head
+    from ..core.checkpoint import write_checkpoint
+    from ..networks.heads import PREFIX, fit_head
 
     d = head_data(checkpoint, data_dir, teacher, cache_dir, unlabelled_dir, min_images, max_identities, val_fraction,
                   seed, unlabelled_limit, mantissa_bits, teacher_flip, device, progress)
@@ -194,8 +194,8 @@ def add_run_head(cfg, run_dir: str | os.PathLike, teacher, kind: str = "linear",
     """``add_head`` on a distillation run (a ``TrainConfig``): ``best.pt`` to ``best-head.pt``, on the run's
     data, split and teacher cache. A ``best-head.pt`` newer than ``best.pt`` with the same kind and epochs
     is kept (a rerun of the notebook resumes)."""
-    from .checkpoint import read_checkpoint
-    from .paths import project_path
+    from ..core.checkpoint import read_checkpoint
+    from ..core.paths import project_path
 
     run_dir = project_path(run_dir)
     src, out = run_dir / "best.pt", run_dir / "best-head.pt"
@@ -219,16 +219,16 @@ def _embed(student, crops: np.ndarray, progress: bool, chunk: int = 1024) -> np.
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m facecore.distill ROOT [--shard K/N] [--teacher dlib] [--flip] [--cache_dir D]``: fill the
+    """``python -m facecore.training.distill ROOT [--shard K/N] [--teacher dlib] [--flip] [--cache_dir D]``: fill the
     teacher cache for the crops under ROOT before training. dlib's CPU build uses one thread, so run one
     process per core, each with its own ``--shard`` (every N-th file from the K-th, 0-based)."""
     import argparse
     import sys
 
-    from .paths import project_path
+    from ..core.paths import project_path
     from .teachers import create_teacher, teacher_names
 
-    p = argparse.ArgumentParser(prog="python -m facecore.distill", description="teacher embeddings of aligned crops")
+    p = argparse.ArgumentParser(prog="python -m facecore.training.distill", description="teacher embeddings of aligned crops")
     p.add_argument("root", help="aligned crops (any layout), e.g. a training DATA_DIR or UNLABELLED_DIR")
     p.add_argument("--teacher", default="dlib", choices=teacher_names())
     p.add_argument("--framing", default="ours", help="dlib teacher: ours or dlib")

@@ -10,12 +10,12 @@ import json
 
 import pandas as pd
 
-from .paths import project_path  # noqa: F401 (re-exported: notebooks import it from here)
-from .runtime import resolve_device, set_threads
+from ..core.paths import project_path  # noqa: F401 (re-exported: notebooks import it from here)
+from ..core.runtime import resolve_device, set_threads
 from .shipping import (CALIBRATION_FPRS, calibrate_checkpoint, evaluate_lfw, finalize_run,  # noqa: F401
                        save_metrics)
-from .losses import loss_class
-from .settings import TRAINING_SETTINGS, describe, training_values
+from ..networks.losses import loss_class
+from ..core.settings import TRAINING_SETTINGS, describe, training_values
 from .train import TrainConfig
 
 # notebook parameter -> (TrainConfig field, whether 0 / "" mean None)
@@ -50,7 +50,7 @@ def _loss_defaults(loss: str) -> dict:
 
 def notebook_params(loss: str, params: dict) -> dict:
     """A training notebook's parameters (pass ``globals()``) with its ``TRAINING`` dict, if any, spread
-    out: every shared setting of ``facecore.settings`` at its default, the loss's ``training_defaults``
+    out: every shared setting of ``facecore.core.settings`` at its default, the loss's ``training_defaults``
     or the value ``TRAINING`` gives. Raises ValueError for a name or type ``TRAINING`` does not take."""
     if "TRAINING" not in params:
         return dict(params)
@@ -66,7 +66,7 @@ def setup_training(loss: str, loss_kwargs: dict, params: dict) -> tuple[TrainCon
     ``training_config`` plus its ``DEVICE`` (resolved) and ``THREADS`` (applied); all are printed."""
     if "TRAINING" in params:
         given, params = params["TRAINING"], notebook_params(loss, params)
-        print("shared settings (facecore.settings), with the source of those not at their default:\n"
+        print("shared settings (facecore.core.settings), with the source of those not at their default:\n"
               + describe({n: params[n] for n in TRAINING_SETTINGS}, given, _loss_defaults(loss)))
     set_threads(int(params.get("THREADS", 0)))
     cfg, device = training_config(loss, loss_kwargs, params), resolve_device(str(params.get("DEVICE", "auto")))

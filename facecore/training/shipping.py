@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .checkpoint import export_for_shipping, read_checkpoint, set_thresholds
-from .files import atomic_write_text
-from .paths import project_path
+from ..core.checkpoint import export_for_shipping, read_checkpoint, set_thresholds
+from ..core.files import atomic_write_text
+from ..core.paths import project_path
 
 # LFW false-positive rates at which every exported model stores a threshold (meta["thresholds_by_fpr"]);
 # realtime.py --fpr picks one.
@@ -43,7 +43,7 @@ def finalize_run(run_dir: str | os.PathLike, checkpoint: str = "best.pt", export
 
 def _finalize(src: Path, checkpoint: str, export_path: str | None, lfw_dir: str | None, fpr: float,
               device: str, extra: dict | None, mantissa_bits: int) -> dict:
-    from .zoo import record_hash
+    from ..core.zoo import record_hash
 
     meta = read_checkpoint(src)["meta"]
     metrics: dict = {"checkpoint": checkpoint, "epoch": meta["metrics"].get("epoch"), "identities": len(meta["classes"]),
@@ -82,10 +82,10 @@ def evaluate_lfw(checkpoint: str | os.PathLike, lfw_dir: str | os.PathLike, devi
     """LFW 10-fold accuracy (flip-augmented embeddings) of a checkpoint on a folder of aligned LFW
     crops, and the similarity threshold at ``fpr`` on the mismatched pairs; ``head=False``: a distilled
     student's backbone without its teacher-space head."""
-    from .embed import embed_files
-    from .lfw import pair_similarities
-    from .metrics import lfw_accuracy, threshold_at_fpr
-    from .models import load_embedder
+    from ..evaluation.embed import embed_files
+    from ..evaluation.lfw import pair_similarities
+    from ..evaluation.metrics import lfw_accuracy, threshold_at_fpr
+    from ..networks.models import load_embedder
     from .validate import embedding_spread, lfw_protocol
 
     files, (i1, i2, issame, folds) = lfw_protocol(str(project_path(lfw_dir)))
@@ -104,7 +104,7 @@ def calibrate_checkpoint(path: str | os.PathLike, lfw_dir: str | os.PathLike, de
     """Recompute a shipped checkpoint's LFW thresholds (``threshold`` at ``fpr`` and the table at
     ``CALIBRATION_FPRS``) and store them in its meta; the weights are untouched (the file's SHA-256
     changes and is recorded in config.py when it is a shipped model)."""
-    from .zoo import record_hash
+    from ..core.zoo import record_hash
 
     res = evaluate_lfw(path, lfw_dir, device, fpr)
     set_thresholds(project_path(path), res["threshold"], fpr, res["thresholds_by_fpr"])
@@ -126,10 +126,10 @@ def promote(candidate: str | os.PathLike, name: str, lfw_dir: str | os.PathLike 
     recorded in config.py and ``metrics_from`` (the candidate's metrics JSON) is copied to ``metrics_to``;
     ``cache_dir``: the embedding cache (``embed_files``).
     Returns both accuracies and their fold-paired difference."""
-    from .metrics import paired_difference
-    from .models import load_embedder
-    from .protocols import evaluate
-    from .zoo import record_hash, shipped_models
+    from ..evaluation.metrics import paired_difference
+    from ..networks.models import load_embedder
+    from ..evaluation.protocols import evaluate
+    from ..core.zoo import record_hash, shipped_models
 
     models = shipped_models()
     if name not in models:
@@ -162,11 +162,11 @@ def promote(candidate: str | os.PathLike, name: str, lfw_dir: str | os.PathLike 
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m facecore.shipping promote CANDIDATE NAME [--metrics-from F --metrics-to G] [--force]``"""
+    """``python -m facecore.training.shipping promote CANDIDATE NAME [--metrics-from F --metrics-to G] [--force]``"""
     import argparse
     import sys
 
-    p = argparse.ArgumentParser(prog="python -m facecore.shipping", description="replace a shipped model by a better one")
+    p = argparse.ArgumentParser(prog="python -m facecore.training.shipping", description="replace a shipped model by a better one")
     sub = p.add_subparsers(dest="cmd", required=True)
     q = sub.add_parser("promote", help="measure CANDIDATE and shipped NAME side by side on LFW; replace if better")
     q.add_argument("candidate")

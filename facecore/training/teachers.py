@@ -24,10 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from .align import template, warp_face
-from .registry import Registry
+from ..detection.align import template, warp_face
+from ..core.registry import Registry
 
-_TEACHERS = Registry("teacher", add_with="facecore.teachers.register_teacher", unique=True)
+_TEACHERS = Registry("teacher", add_with="facecore.training.teachers.register_teacher", unique=True)
 
 # Where our 5 MTCNN landmarks fall in dlib's 150x150 face chip (get_face_chip, padding 0.25): the mean
 # over 500 LFW photos of MTCNN run on the chips dlib cut (``chip_template``).
@@ -44,7 +44,7 @@ class TableTeacher:
     def __init__(self, path: str | os.PathLike, device: str = "cpu"):
         p = Path(path)
         if not p.is_file():
-            raise FileNotFoundError(f"table teacher: no table {p} (write one with python -m facecore.transport pack)")
+            raise FileNotFoundError(f"table teacher: no table {p} (write one with python tools/pack_for_gpu.py pack)")
         with np.load(p) as z:
             keys, self._emb, self.source = [k.decode() for k in z["paths"]], z["embeddings"], str(z["teacher"])
         self._row = {k: i for i, k in enumerate(keys)}
@@ -57,7 +57,7 @@ class TableTeacher:
         missing = [k for k in keys if k not in self._row]
         if missing:
             raise ValueError(f"table teacher ({self.source}): {len(missing)} of {len(keys)} crops are not in the "
-                             f"table, e.g. {missing[:3]}; pack those folders with python -m facecore.transport pack")
+                             f"table, e.g. {missing[:3]}; pack those folders with python tools/pack_for_gpu.py pack")
         return _unit(self._emb[[self._row[k] for k in keys]].astype(np.float32))
 
     def embed(self, crops: np.ndarray, batch_size: int = 64, flip: bool = False) -> np.ndarray:
@@ -192,8 +192,8 @@ def teacher_crops(src_root: str | os.PathLike, aligned_dir: str | os.PathLike, t
     ``dst`` with the same relative names. Resumable: existing crops are kept. Returns ``dst``."""
     from tqdm.auto import tqdm
 
-    from .files import OK, atomic_write_bytes, encode_jpeg, load_rgb
-    from .folder import landmarks_of, read_manifest
+    from ..core.files import OK, atomic_write_bytes, encode_jpeg, load_rgb
+    from ..detection.folder import landmarks_of, read_manifest
 
     m = read_manifest(aligned_dir)
     m = m[m.status == OK]
@@ -210,8 +210,8 @@ def teacher_crops(src_root: str | os.PathLike, aligned_dir: str | os.PathLike, t
 def chip_template(images: list[np.ndarray], boxes: np.ndarray, detector=None) -> tuple[np.ndarray, int]:
     """Where MTCNN's 5 landmarks fall in dlib's own 150x150 chips of these faces: the mean over the
     chips where MTCNN finds the face again, and how many did. ``boxes``: our face box in each image."""
-    from .detect import select_face
-    from .detectors import create_detector
+    from ..detection.detect import select_face
+    from ..detection.detectors import create_detector
 
     teacher = DlibTeacher(framing="dlib")
     detector = detector or create_detector("mtcnn", pad_frac=0.0)

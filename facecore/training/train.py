@@ -5,7 +5,7 @@ Each epoch writes ``last.pt`` (full state: model, loss centres, optimiser, sched
 random generator) and, when the validation loss improves, ``best.pt`` (an embedder checkpoint), both
 atomically; a rerun with the same ``out_dir`` resumes after the last finished epoch and continues
 exactly as an uninterrupted run would. ``history.csv`` and ``curves.png`` follow each epoch.
-What a loss needs (class count, a P x K sampler, weight decay) it declares itself (``facecore.losses``).
+What a loss needs (class count, a P x K sampler, weight decay) it declares itself (``facecore.networks.losses``).
 """
 from __future__ import annotations
 
@@ -22,13 +22,13 @@ import pandas as pd
 import torch
 import torch.distributed as dist
 
-from .checkpoint import checkpoint_meta, export_for_shipping, save_checkpoint  # noqa: F401 (re-export)
+from ..core.checkpoint import checkpoint_meta, export_for_shipping, save_checkpoint  # noqa: F401 (re-export)
 from .data import PKSampler, augment, augmentation, load_crops, scan_identities, shuffled_batches, split_per_identity, to_tensor
-from .losses import build_loss, distill_targets
-from .models import create_model, default_input_size, recalibrate_bn  # noqa: F401 (re-export)
-from .paths import project_path
-from .preprocessing import ALIGN_SIZE, cache_crop_size
-from .runtime import autocast, dist_rank_world, set_threads, setup_distributed
+from ..networks.losses import build_loss, distill_targets
+from ..networks.models import create_model, default_input_size, recalibrate_bn  # noqa: F401 (re-export)
+from ..core.paths import project_path
+from ..core.preprocessing import ALIGN_SIZE, cache_crop_size
+from ..core.runtime import autocast, dist_rank_world, set_threads, setup_distributed
 from .trainconfig import TrainConfig
 from .trainstate import load_last, restore_generators, rng_states, write_history
 from .validate import embedding_spread, evaluate_classifier, evaluate_pairs, lfw_eval
@@ -282,10 +282,10 @@ def _validate(run: _Run, with_lfw: bool = True) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``[torchrun --nproc_per_node=N] python -m facecore.train --out DIR [--config cfg.json] [--set k=v ...]``"""
+    """``[torchrun --nproc_per_node=N] python -m facecore.training.train --out DIR [--config cfg.json] [--set k=v ...]``"""
     import argparse
 
-    ap = argparse.ArgumentParser(prog="python -m facecore.train", description="Train an embedding model.")
+    ap = argparse.ArgumentParser(prog="python -m facecore.training.train", description="Train an embedding model.")
     ap.add_argument("--out", required=True, help="run folder (resumes when it holds last.pt)")
     ap.add_argument("--config", help="JSON file with TrainConfig fields")
     ap.add_argument("--set", action="append", default=[], metavar="FIELD=JSON", help="override one field")
@@ -302,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         train(TrainConfig(**fields), args.out, device=args.device, progress=not args.quiet)
     except (ValueError, FileNotFoundError) as e:  # bad data or configuration: one line, exit 2
-        print(f"python -m facecore.train: {e}", file=sys.stderr)
+        print(f"python -m facecore.training.train: {e}", file=sys.stderr)
         return 2
     if dist.is_initialized():
         dist.destroy_process_group()

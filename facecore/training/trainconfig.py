@@ -1,6 +1,6 @@
 """``TrainConfig``: everything a training run depends on (stored in every checkpoint; a run resumes
-only with the configuration it was started with). ``facecore.experiment`` builds one from a notebook's
-parameters; ``python -m facecore.train --config FILE.json`` from a JSON file.
+only with the configuration it was started with). ``facecore.training.experiment`` builds one from a notebook's
+parameters; ``python -m facecore.training.train --config FILE.json`` from a JSON file.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ class TrainConfig:
     loss: str = "arcface"
     loss_kwargs: dict = field(default_factory=dict)
     embedding_dim: int = 512
-    input_size: int = 0  # 0: the architecture's default (facecore.models.default_input_size)
+    input_size: int = 0  # 0: the architecture's default (facecore.networks.models.default_input_size)
     min_images: int = 10
     max_identities: int | None = None
     val_fraction: float = 0.1
@@ -37,11 +37,11 @@ class TrainConfig:
     lfw_every: int = 2  # LFW accuracy every N epochs (and at the last one)
     num_threads: int | None = None
     init_from: str | None = None  # checkpoint to start from (fine-tuning); None: random initialisation
-    teacher: str | None = None  # distillation: a facecore.teachers name (its targets go to the "distill" loss)
+    teacher: str | None = None  # distillation: a facecore.training.teachers name (its targets go to the "distill" loss)
     teacher_kwargs: dict = field(default_factory=dict)
     unlabelled_dir: str | None = None  # distillation: aligned faces without identities, trained on beside data_dir
     unlabelled_limit: int = 0  # use only the first N unlabelled faces (0: all) - for smoke runs
     teacher_flip: bool = False  # teacher targets average each crop's and its mirror's embedding (2x teacher time)
-    teacher_center: bool = True  # subtract the targets' mean and re-normalise (facecore.distill.center_targets)
+    teacher_center: bool = True  # subtract the targets' mean and re-normalise (facecore.training.distill.center_targets)
     cpu_bf16: bool = False  # CPU training under bfloat16 autocast (~1.8x faster where the CPU has AVX512-BF16)
-    augment: str = "full"  # a facecore.data.AUGMENTATIONS name: "full", "photometric" (no mirror or geometry), "none"
+    augment: str = "full"  # a facecore.training.data.AUGMENTATIONS name: "full", "photometric" (no mirror or geometry), "none"

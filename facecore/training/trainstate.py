@@ -11,8 +11,8 @@ import pandas as pd
 import torch
 import torch.distributed as dist
 
-from .checkpoint import load_weights, read_checkpoint
-from .files import atomic_write_text
+from ..core.checkpoint import load_weights, read_checkpoint
+from ..core.files import atomic_write_text
 
 
 def rng_states(gen: torch.Generator, sampler_epoch: int | None, device: str, world: int) -> list[dict]:
@@ -89,7 +89,7 @@ def write_history(history: list[dict], out: Path) -> None:
     df = pd.DataFrame(history)
     atomic_write_text(out / "history.csv", df.to_csv(index=False))
     try:
-        from .plots import training_curves
+        from ..evaluation.plots import training_curves
 
         fig = training_curves(df)
         tmp = out / ".curves.tmp.png"

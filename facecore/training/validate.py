@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .preprocessing import cache_crop_size
+from ..core.preprocessing import cache_crop_size
 
 
 def embedding_spread(emb: np.ndarray) -> float:
@@ -53,7 +53,7 @@ def evaluate_pairs(emb: np.ndarray, labels: np.ndarray, max_pairs: int = 20000, 
         neg = np.concatenate([neg, np.stack([i, j], 1)[labels[i] != labels[j]]])
     pairs = np.concatenate([pos, neg[: len(pos)]])
     truth = np.arange(len(pairs)) < len(pos)
-    from .metrics import best_threshold  # exact search, no cut between tied similarities
+    from ..evaluation.metrics import best_threshold  # exact search, no cut between tied similarities
 
     return best_threshold((emb[pairs[:, 0]] * emb[pairs[:, 1]]).sum(1), truth)[1]
 
@@ -70,8 +70,8 @@ def _same_pairs(labels: np.ndarray) -> np.ndarray:
 @lru_cache(maxsize=4)
 def lfw_protocol(lfw_dir: str, pairs_path: str | None = None):
     """Files of aligned LFW crops that ``pairs.txt`` uses, and ``(i1, i2, issame, fold)`` rows into them."""
-    from .lfw import pair_paths, pair_rows, read_pairs
-    from .paths import data_path
+    from ..evaluation.lfw import pair_paths, pair_rows, read_pairs
+    from ..core.paths import data_path
 
     pairs = read_pairs(pairs_path or data_path("lfw", "pairs.txt"), ext="jpg")
     files = [str(Path(lfw_dir) / p) for p in pair_paths(pairs)]
@@ -96,10 +96,10 @@ def lfw_eval(model: torch.nn.Module, lfw_dir: str, input_size: int, device: str 
 
     Crops are decoded once per process. ``flip`` adds mirrored-crop embeddings (the shipped
     models' final figures use it; per-epoch checks skip it for speed). The figures are the ``lfw``
-    protocol's (``facecore.protocols.pair_result``); only the embedding is this loop's own, fast path
+    protocol's (``facecore.evaluation.protocols.pair_result``); only the embedding is this loop's own, fast path
     for a model in training."""
     from .data import to_tensor
-    from .protocols import pair_result
+    from ..evaluation.protocols import pair_result
 
     files, (i1, i2, issame, folds) = lfw_protocol(str(lfw_dir), pairs_path)
     crops = _lfw_crops(tuple(files), cache_crop_size(input_size))

@@ -5,9 +5,9 @@ import os
 
 import torch
 
-from .checkpoint import load_weights, read_checkpoint
-from .heads import backbone_dim, split_state
-from .losses import centres_keys, loss_class
+from ..core.checkpoint import load_weights, read_checkpoint
+from ..networks.heads import backbone_dim, split_state
+from ..networks.losses import centres_keys, loss_class
 
 
 def warm_start(model: torch.nn.Module, loss_fn: torch.nn.Module, path: str | os.PathLike, arch: str,
