@@ -80,7 +80,7 @@ def main() -> None:
     from facecore.detection.detectors import create_detector
     from facecore.recognition.gallery import build_gallery
     from facecore.recognition.recognize import (Recognizer, RecognizerConfig, agreement, embed_bf16, label_changes,
-                                    label_counts, recognize_frame)
+                                                label_counts, recognize_frame)
     from facecore.recognition.recognizer import load_model
     from facecore.recognition.video import open_source
 

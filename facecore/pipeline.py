@@ -18,13 +18,18 @@ other.
 from __future__ import annotations
 
 import argparse
+import ast
+import json
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import yaml
+
 from .core.paths import PROJECT_ROOT, data_root, work_root
+from .core.settings import TRAINING_SETTINGS, check_training
 
 PROFILES_DIR = PROJECT_ROOT / "notebooks" / "profiles"
 
@@ -35,8 +40,6 @@ def list_profiles() -> list[str]:
 
 def load_profile(name: str) -> list[dict]:
     """The stages of a profile, with ``${DATA}``, ``${WORK}`` and ``${RUNS}`` substituted."""
-    import yaml
-
     path = PROFILES_DIR / f"{name}.yaml"
     if not path.exists():
         raise SystemExit(f"unknown profile {name!r}; valid profiles: {', '.join(list_profiles())}")
@@ -79,9 +82,6 @@ def missing_data(stages: list[dict]) -> list[str]:
 
 def notebook_parameters(notebook: str | os.PathLike) -> dict[str, tuple[str, object]]:
     """NAME -> (declared type, default) of a notebook's ``parameters`` cell (annotated literals)."""
-    import ast
-    import json
-
     path = PROJECT_ROOT / notebook
     cells = json.loads(path.read_text())["cells"]
     cell = next((c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])), None)
@@ -104,7 +104,6 @@ def accepted_parameters(notebook: str | os.PathLike) -> dict[str, tuple[str, obj
     declared = notebook_parameters(notebook)
     if not _takes_training(declared):
         return declared
-    from .core.settings import TRAINING_SETTINGS
 
     return {n: (type(s.default).__name__, s.default) for n, s in TRAINING_SETTINGS.items()} | declared
 
@@ -116,7 +115,6 @@ def stage_parameters(stage: dict) -> dict:
     declared = notebook_parameters(stage["notebook"])
     if not _takes_training(declared):
         return params
-    from .core.settings import TRAINING_SETTINGS, check_training
 
     moved = {k: params.pop(k) for k in list(params) if k in TRAINING_SETTINGS and k not in declared}
     params["TRAINING"] = {**params.get("TRAINING", {}), **moved}
@@ -129,8 +127,6 @@ def _takes_training(declared: dict[str, tuple[str, object]]) -> bool:
 
 
 def _literal(node) -> object:
-    import ast
-
     try:
         return ast.literal_eval(node)
     except ValueError:  # not a literal: its type is all that is known
@@ -142,8 +138,6 @@ _TYPES = {"int": (int,), "float": (float, int), "str": (str,), "bool": (bool,), 
 
 def check_value(name: str, raw: str, declared: str, default: object) -> object:
     """``raw`` (YAML) as a value of the declared type; raises ValueError naming the parameter."""
-    import yaml
-
     kinds = [k.strip() for k in declared.split("|")]
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
@@ -191,7 +185,7 @@ def run_stage(stage: dict, profile: str, index: int) -> None:
     runs = PROJECT_ROOT / "runs" / profile
     runs.mkdir(parents=True, exist_ok=True)
     if "notebook" in stage:
-        import papermill as pm
+        import papermill as pm  # deferred: heavy (~2 s): only running a stage needs it (--list and --dry-run do not)
 
         out = runs / f"{index:02d}-{stage['name']}.ipynb"
         pm.execute_notebook(str(PROJECT_ROOT / stage["notebook"]), str(out), parameters=stage_parameters(stage),

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from facecore.detection.align import (ARCFACE_TEMPLATE_112, apply_transform, eye_centres_error, similarity_transform,
-                            template, warp_face)
+                                      template, warp_face)
 
 
 def test_template_maps_onto_itself():

@@ -3,9 +3,9 @@ import shutil
 import numpy as np
 import pytest
 
+from facecore.evaluation.embed import file_key
 from facecore.training import teachers
 from facecore.training.data import scan_identities
-from facecore.evaluation.embed import file_key
 from facecore.training.train import TrainConfig, train
 from test_teachers import ToyTeacher
 

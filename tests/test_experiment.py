@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from facecore.training.experiment import finalize_run
 from facecore.networks.models import checkpoint_meta, create_model, is_compressed, read_checkpoint, save_checkpoint
+from facecore.training.experiment import finalize_run
 
 
 def test_finalize_exports_deflated_fp16_with_the_mantissa_asked(tmp_path):

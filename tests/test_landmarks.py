@@ -9,8 +9,8 @@ import torch.nn as nn
 from conftest import need_data
 from facecore.detection import landmarks as lmk
 from facecore.detection.landmarks_data import (FLIP_ORDER, Augment, LandmarkDataset, LandmarkFace, box_from_points,
-                                     colour_jitter, crop_matrix, five_points, hflip, make_sample, map_points,
-                                     read_pts)
+                                               colour_jitter, crop_matrix, five_points, hflip, make_sample, map_points,
+                                               read_pts)
 
 # An upright synthetic face in a 120x140 image: left eye, right eye, nose, mouth left, mouth right.
 FACE5 = np.array([[45.0, 55.0], [78.0, 53.0], [62.0, 72.0], [49.0, 92.0], [75.0, 91.0]])

@@ -151,3 +151,8 @@ def test_paired_difference_matches_brute_force():
     assert r["folds_better"] == sum(x > 0 for x in d) and r["folds"] == 10
     with pytest.raises(ValueError, match="equal-length"):
         paired_difference(a, b[:5])
+
+
+def test_spread_of_equal_embeddings_is_zero():
+    assert abs(metrics.embedding_spread(np.tile([[0.6, 0.8]], (5, 1)))) < 1e-12
+    assert metrics.embedding_spread(np.eye(4)) > 0.4

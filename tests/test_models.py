@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from facecore.networks.models import (checkpoint_meta, create_model, default_input_size, list_models, load_embedder,
-                             read_checkpoint, save_checkpoint)
+                                      read_checkpoint, save_checkpoint)
 
 
 @pytest.mark.parametrize("name", list_models())

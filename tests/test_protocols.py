@@ -13,8 +13,8 @@ from facecore.detection.align import template, warp_face
 from facecore.detection.detect import Detection
 from facecore.detection.detectors import create_detector, detector_key, register_detector
 from facecore.evaluation.embed import embed_files
-from facecore.networks.models import Embedder, checkpoint_meta
 from facecore.evaluation.protocols import benchmark_table, evaluate, register_protocol, table_markdown
+from facecore.networks.models import Embedder, checkpoint_meta
 
 
 def tiny_embedder(seed: int = 0) -> Embedder:

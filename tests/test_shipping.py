@@ -3,9 +3,9 @@ import json
 import numpy as np
 import pytest
 
-import facecore.networks.models
-import facecore.evaluation.protocols
 import facecore.core.zoo
+import facecore.evaluation.protocols
+import facecore.networks.models
 from facecore.training.shipping import promote
 
 

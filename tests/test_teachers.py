@@ -3,10 +3,10 @@ import numpy as np
 import pytest
 
 from conftest import need_data
-from facecore.training import teachers
+from facecore.core.files import encode_jpeg, load_rgb
 from facecore.detection.align import warp_face
 from facecore.evaluation.embed import embed_files
-from facecore.core.files import encode_jpeg, load_rgb
+from facecore.training import teachers
 from facecore.training.teachers import DLIB_TEMPLATE_150, create_teacher, register_teacher, teacher_crops, teacher_names
 
 

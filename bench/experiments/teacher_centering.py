@@ -30,7 +30,7 @@ def main() -> None:
     from facecore.evaluation.embed import embed_files
     from facecore.evaluation.metrics import lfw_accuracy
     from facecore.training.teachers import create_teacher
-    from facecore.training.validate import lfw_protocol
+    from facecore.evaluation.lfw import lfw_protocol
 
     teacher = create_teacher("dlib")
     fs = scan_unlabelled(a.data_dir)

@@ -53,7 +53,7 @@ def main() -> None:
     from facecore.detection.folder import read_manifest
     from facecore.evaluation.metrics import lfw_accuracy
     from facecore.training.teachers import create_teacher
-    from facecore.training.validate import lfw_protocol
+    from facecore.evaluation.lfw import lfw_protocol
 
     manifest = PROJECT_ROOT / "cache" / "aligned" / "lfw-112"
     src = data_root() / "lfw" / "lfw-deepfunneled"

@@ -33,7 +33,7 @@ def _both(student, files: list[str]) -> tuple[np.ndarray, np.ndarray]:
 def _pair_sets(data_root: Path) -> dict:
     """{protocol: (files, (i1, i2, issame, folds))} for LFW, CFP-FF and CFP-FP on the aligned crops."""
     from facecore.evaluation.protocols import cfp_protocol
-    from facecore.training.validate import lfw_protocol
+    from facecore.evaluation.lfw import lfw_protocol
 
     aligned = PROJECT_ROOT / "cache" / "aligned"
     out = {"LFW": lfw_protocol(str(aligned / "lfw-112"), str(data_root / "lfw" / "pairs.txt"))}

@@ -13,8 +13,8 @@ import time
 
 import torch
 
-from facecore.networks.models import create_model
 from facecore.core.runtime import set_threads
+from facecore.networks.models import create_model
 
 
 def step_rate(model: torch.nn.Module, x: torch.Tensor, bf16: bool, steps: int = 3) -> float:

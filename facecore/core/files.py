@@ -8,7 +8,9 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 OK, NO_FACE, UNREADABLE = "ok", "no_face", "unreadable"
@@ -33,8 +35,6 @@ def load_rgb(path: str | os.PathLike, max_side: int | None = 1024) -> LoadedImag
     exceeds ``max_side`` are decoded reduced (JPEG DCT scaling, then area resampling). A file that
     cannot be decoded completely gets ``status="unreadable"`` and the reason in ``message``.
     """
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
     try:
         if os.path.getsize(path) == 0:
             return LoadedImage(None, status=UNREADABLE, message="empty file (0 bytes)")
@@ -51,8 +51,6 @@ def load_rgb(path: str | os.PathLike, max_side: int | None = 1024) -> LoadedImag
         return LoadedImage(None, status=UNREADABLE, message=f"{type(e).__name__}: {e}".strip())
     scale = width / arr.shape[1]
     if max_side and max(arr.shape[:2]) > max_side:
-        import cv2
-
         s = max_side / max(arr.shape[:2])
         arr = cv2.resize(arr, (max(1, round(arr.shape[1] * s)), max(1, round(arr.shape[0] * s))),
                          interpolation=cv2.INTER_AREA)
@@ -122,8 +120,6 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def encode_jpeg(rgb: np.ndarray, quality: int = 95) -> bytes:
-    import cv2
-
     ok, buf = cv2.imencode(".jpg", rgb[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
         raise RuntimeError("OpenCV could not encode a JPEG")

@@ -8,6 +8,8 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 MEAN, STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)  # (x/255 - 0.5) / 0.5 = [-1, 1], as facenet-pytorch does
 ALIGN_SIZE = 112  # side of the aligned crops on disk (ArcFace template)
@@ -24,9 +26,6 @@ def to_tensor(crops: np.ndarray, input_size: int | None = None, mean: Sequence[f
     """uint8 (N, H, W, 3) RGB crops -> float (N, 3, S, S): scaled to [0, 1], resized to ``input_size``
     (antialiased bilinear; None keeps the size), then ``(x - mean) / std``. ``device``: the uint8 crops
     go there first and the arithmetic runs there (a GPU's training batches travel as bytes)."""
-    import torch
-    import torch.nn.functional as F
-
     x = torch.from_numpy(np.ascontiguousarray(crops))
     x = (x.to(device, non_blocking=True) if device else x).permute(0, 3, 1, 2).float().div_(255)
     if input_size and (x.shape[-1] != input_size or x.shape[-2] != input_size):

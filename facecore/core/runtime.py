@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import os
 
+import torch
+import torch.distributed as dist
+
 
 def resolve_device(name: str = "auto") -> str:
     """``auto`` -> ``cuda`` when a GPU is visible, else ``cpu``; a named device is checked."""
-    import torch
-
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
@@ -20,8 +21,6 @@ def resolve_device(name: str = "auto") -> str:
 def set_threads(n: int | None) -> int:
     """Torch CPU threads (0 or None keeps the current number); returns the number before the call.
     One thread each is fastest when jobs share cores."""
-    import torch
-
     before = torch.get_num_threads()
     if n and n > 0:
         torch.set_num_threads(int(n))
@@ -30,8 +29,6 @@ def set_threads(n: int | None) -> int:
 
 def dist_rank_world() -> tuple[int, int]:
     """(rank, world size) of this process under torch.distributed; (0, 1) otherwise."""
-    import torch.distributed as dist
-
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
@@ -39,9 +36,6 @@ def dist_rank_world() -> tuple[int, int]:
 
 def setup_distributed(device: str) -> str:
     """Join the process group torchrun describes (gloo on CPU, nccl on GPUs); the device to use."""
-    import torch
-    import torch.distributed as dist
-
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
         backend = "nccl" if device.startswith("cuda") else "gloo"
         dist.init_process_group(backend)
@@ -54,8 +48,6 @@ def setup_distributed(device: str) -> str:
 
 def autocast(device: str, cpu_bf16: bool):
     """Mixed precision for the forward pass: float16 on CUDA, bfloat16 on the CPU when asked."""
-    import torch
-
     if device.startswith("cuda"):
         return torch.autocast("cuda")
     return torch.autocast("cpu", dtype=torch.bfloat16, enabled=cpu_bf16)
@@ -64,6 +56,4 @@ def autocast(device: str, cpu_bf16: bool):
 def native_bf16() -> bool:
     """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX), where bfloat16 inference is
     faster than float32; elsewhere it is emulated and slower."""
-    import torch
-
     return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())

@@ -2,6 +2,7 @@
 name, checked when it is loaded, and rewritten when a new version is exported over it."""
 from __future__ import annotations
 
+import importlib
 import os
 import re
 from pathlib import Path
@@ -77,8 +78,6 @@ def record_hash(path: str | os.PathLike, config_file: str | os.PathLike | None =
 
 
 def _reload_config() -> None:
-    import importlib
-
     import config
 
     importlib.reload(config)

@@ -5,6 +5,7 @@ ordered left eye, right eye (as seen in the image), nose, left and right mouth c
 """
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 # insightface's ArcFace template for 112x112 crops.
@@ -62,8 +63,6 @@ def alignment_matrix(landmarks: np.ndarray, size: int = 112, points: np.ndarray 
 def warp_face(image: np.ndarray, landmarks: np.ndarray, size: int = 112, points: np.ndarray | None = None) -> np.ndarray:
     """Aligned ``size`` x ``size`` crop of the face whose 5 landmarks are given (black outside the image);
     ``points``: the template's 5 points in the crop (default: the ArcFace template)."""
-    import cv2
-
     m = alignment_matrix(landmarks, size, points)
     return cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
 

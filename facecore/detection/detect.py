@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
+from facenet_pytorch.models.mtcnn import ONet, PNet, RNet  # shipped weights, no download
 from torchvision.ops import batched_nms, roi_align
 
 PNET_STRIDE, PNET_CELL = 2, 12
@@ -156,8 +158,6 @@ class FaceDetector:
                  thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7), factor: float = 0.709,
                  max_side: int = 1024, min_face_frac: float = 0.0, pad_frac: float = 0.25,
                  pad_mode: str = "edge"):
-        from facenet_pytorch.models.mtcnn import ONet, PNet, RNet  # shipped weights, no download
-
         self.device = torch.device(device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise RuntimeError("device='cuda' was asked for but torch sees no CUDA GPU; use device='cpu'")
@@ -226,7 +226,6 @@ class FaceDetector:
         long_side = max(img.shape[:2])
         if long_side <= self.max_side:
             return img, 1.0
-        import cv2
 
         s = self.max_side / long_side
         small = cv2.resize(img, (round(img.shape[1] * s), round(img.shape[0] * s)), interpolation=cv2.INTER_AREA)

@@ -20,6 +20,7 @@ import json
 from typing import Any
 
 from ..core.registry import Registry
+from .detect import FaceDetector
 
 DETECTORS = Registry("detector", add_with="facecore.detection.detectors.register_detector")
 register_detector = DETECTORS.register  # register_detector("mine", factory), or as a decorator
@@ -71,6 +72,4 @@ def _slug(name: str) -> str:
 
 def _register_builtins() -> None:
     if "mtcnn" not in DETECTORS:
-        from .detect import FaceDetector
-
         DETECTORS["mtcnn"] = FaceDetector

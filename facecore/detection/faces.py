@@ -8,6 +8,7 @@ import numpy as np
 
 from .align import warp_face
 from .detect import Detection, select_face
+from .detectors import create_detector
 
 # A landmarker replaces MTCNN's 5 points: (image, boxes (N, 4)) -> landmarks (N, 5, 2).
 Landmarker = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -55,6 +56,4 @@ def detect_align(images: list[np.ndarray], detector: _Detects, size: int = 112,
 
 def default_detector(device: str = "cpu", **kwargs):
     """MTCNN with facecore's defaults (``facecore.detection.detectors.create_detector("mtcnn", ...)``)."""
-    from .detectors import create_detector
-
     return create_detector("mtcnn", device=device, **kwargs)

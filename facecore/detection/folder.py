@@ -11,20 +11,26 @@ refuses a manifest damaged later (cut mid-row).
 """
 from __future__ import annotations
 
+import argparse
 import json
 import multiprocessing as mp
 import os
+import sys
 from collections import deque
 from itertools import islice
 from pathlib import Path
 
 import pandas as pd
+from tqdm.auto import tqdm
 
-from .faces import Landmarker, detect_align
 from ..core.files import OK, LoadedImage, atomic_write_bytes, atomic_write_text, encode_jpeg, list_images, load_rgb
+from .detectors import create_detector, detector_key
+from .faces import Landmarker, detect_align
+from .landmarks import load_default_landmarker
 from .manifest import (COLUMNS, CONFIG, JOURNAL, LANDMARK_NAMES, MANIFEST, OLD_COLUMNS, V2_COLUMNS,  # noqa: F401
                        landmarks_of, last_per_path, manifest_row, read_journal, read_manifest, rows_text, source_sha1,
                        source_stat, still_valid, summarize, write_manifest)
+
 
 def output_names(paths: list[str]) -> dict[str, str]:
     """Output crop name of each source path: the same path with a ``.jpg`` suffix, unambiguous."""
@@ -63,10 +69,6 @@ def align_folder(src: str | os.PathLike, dst: str | os.PathLike, size: int = 112
     ``min_face_frac``, ``max_side`` and ``pad_frac``: faces missed are looked for again on the image
     with a border of that share of its shorter side, ``padded`` in the manifest) or a detector object.
     """
-    from tqdm.auto import tqdm
-
-    from .detectors import detector_key
-
     src, dst = Path(src), Path(dst)
     if not src.is_dir():
         raise FileNotFoundError(f"align_folder: source folder {src} does not exist or is not a folder")
@@ -106,8 +108,6 @@ def align_folder(src: str | os.PathLike, dst: str | os.PathLike, size: int = 112
 
 
 def _detector(name: str, device: str, min_face_size: float, max_side: int, min_face_frac: float, pad_frac: float):
-    from .detectors import create_detector
-
     if name == "mtcnn":
         return create_detector("mtcnn", device=device, min_face_size=min_face_size, max_side=max_side,
                                min_face_frac=min_face_frac, pad_frac=pad_frac)
@@ -174,8 +174,6 @@ def _resolve_landmarker(landmarks: str | Landmarker, device: str) -> Landmarker 
     if landmarks == "mtcnn":
         return None
     if landmarks == "custom":
-        from .landmarks import load_default_landmarker
-
         return load_default_landmarker(device=device)
     raise ValueError(f"landmarks must be 'mtcnn', 'custom' or a callable, got {landmarks!r}")
 
@@ -183,9 +181,6 @@ def _resolve_landmarker(landmarks: str | Landmarker, device: str) -> Landmarker 
 def main(argv: list[str] | None = None) -> int:
     """``python -m facecore.detection.folder SRC DST [--size 112] [--limit N]``: align (or resume) a folder;
     ``python -m facecore.detection.folder --check DST``: read its manifest. Bad input: one line, exit 2."""
-    import argparse
-    import sys
-
     p = argparse.ArgumentParser(prog="python -m facecore.detection.folder", description=main.__doc__.split("\n")[0])
     p.add_argument("src", nargs="?", help="folder of <identity>/<image> photos")
     p.add_argument("dst", help="folder of aligned crops and manifest.csv")

@@ -12,7 +12,13 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
+import torch
+
+from ..core.files import load_rgb
+from ..core.paths import data_path
+from ..core.preprocessing import to_tensor as _to_tensor
 
 N_POINTS = 68
 LEFT_EYE, RIGHT_EYE, NOSE_TIP, MOUTH_LEFT, MOUTH_RIGHT = slice(36, 42), slice(42, 48), 30, 48, 54
@@ -89,9 +95,6 @@ def load_landmark_folders(folders: tuple[str, ...] | list[str], root: str | os.P
 
     ``limit`` keeps an evenly spread subset of that many faces (for smoke runs).
     """
-    from ..core.files import load_rgb
-    from ..core.paths import data_path
-
     base = Path(root) if root is not None else data_path("landmarks-300w")
     files = []
     for folder in folders:
@@ -158,8 +161,6 @@ def map_points(m: np.ndarray, points: np.ndarray) -> np.ndarray:
 def warp_crop(image: np.ndarray, m: np.ndarray, size: int) -> np.ndarray:
     """The ``size`` x ``size`` crop ``m`` describes (black outside the image), area-downscaled first
     when it shrinks the image by more than 1.5x, so that small crops do not alias."""
-    import cv2
-
     k = float(np.sqrt(abs(np.linalg.det(m[:, :2]))))
     if k < 1 / 1.5:
         h, w = image.shape[:2]
@@ -246,14 +247,10 @@ class LandmarkDataset:
         return len(self.faces)
 
     def __getitem__(self, i: int):
-        import torch
-
         crop, pts = random_sample(self.faces[i], self.size, self.margin, self.aug, self.rng)
         return to_tensor(crop[None])[0], torch.from_numpy((pts / self.size).astype(np.float32))
 
 
 def to_tensor(crops: np.ndarray):
     """uint8 (N, S, S, 3) RGB crops -> float (N, 3, S, S) in [-1, 1] (``preprocessing.to_tensor``)."""
-    from ..core.preprocessing import to_tensor as _to_tensor
-
     return _to_tensor(crops)

@@ -5,7 +5,10 @@ import os
 from pathlib import Path
 
 import numpy as np
+import torch
+from facenet_pytorch import MTCNN
 
+from ..core.files import load_rgb
 from .align import eye_centres_error
 
 
@@ -17,11 +20,6 @@ def eye_alignment_error(crops_dir: str | os.PathLike, outputs: list[str], size: 
     Each crop is padded by ``pad`` px of black on every side (so the face does not fill the frame);
     a sample of ``n`` crops is used. Returns the median, mean and 90th percentile error in pixels.
     """
-    import torch
-    from facenet_pytorch import MTCNN
-
-    from ..core.files import load_rgb
-
     rng = np.random.default_rng(seed)
     pick = sorted(rng.choice(len(outputs), size=min(n, len(outputs)), replace=False).tolist())
     imgs = []

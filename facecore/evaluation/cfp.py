@@ -17,10 +17,13 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pandas as pd
 
+from ..core.files import OK, atomic_write_bytes, atomic_write_text, encode_jpeg, load_rgb
 from ..detection.align import similarity_transform, template
+from ..detection.folder import align_folder
 
 EYE_RING, NOSE_TIP, MOUTH_CORNER, LIP_MIDDLE = list(range(12, 18)), 21, 25, [27, 29]
 PROTOCOLS = ("FF", "FP")
@@ -84,8 +87,6 @@ def fiducial_points(points: np.ndarray, size: int = 112) -> tuple[np.ndarray, np
 
 def warp_from_fiducials(image: np.ndarray, points: np.ndarray, size: int = 112) -> np.ndarray:
     """Aligned crop from CFP fiducials (least-squares similarity on ``fiducial_points``)."""
-    import cv2
-
     src, dst = fiducial_points(points, size)
     m = similarity_transform(src, dst)
     return cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
@@ -99,9 +100,6 @@ def align_cfp(cfp_root: str | os.PathLike, dst: str | os.PathLike, detector="mtc
 
     The fiducial-aligned files are listed in ``dst/fiducial_aligned.csv``.
     """
-    from ..core.files import OK, atomic_write_bytes, atomic_write_text, encode_jpeg, load_rgb
-    from ..detection.folder import align_folder
-
     root = Path(cfp_root)
     manifest = align_folder(root / "images", dst, size=size, detector=detector, progress=progress, **align_kwargs)
     fid = read_fiducials(str(root))

@@ -15,10 +15,14 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
+from tqdm.auto import tqdm
 
-from ..detection.faces import detect_align
 from ..core.files import NO_FACE, OK, atomic_write_bytes, file_digest, load_rgb
+from ..detection.align import template
+from ..detection.detectors import detector_key, resolve_detector
+from ..detection.faces import detect_align
 from ..networks.models import Embedder
 
 
@@ -59,8 +63,6 @@ def file_key(path: str | os.PathLike) -> str:
 
 def cache_tag(embedder: Embedder, detector, aligned: bool, select: str, flip: bool) -> str:
     """The cache sub-folder of one (model, detector name + settings, selection, flip) combination."""
-    from ..detection.detectors import detector_key
-
     how = "aligned" if aligned else f"{detector_key(detector)}-{select}"
     return f"{model_key(embedder)}-{how}-{int(flip)}"
 
@@ -84,10 +86,6 @@ def embed_files(paths: list[str | os.PathLike], embedder: Embedder, detector=Non
     ``aligned=True`` takes the files as already-aligned crops (e.g. ``align_folder`` output) and skips
     detection. With ``cache_dir``, embeddings are read from and written to the cache.
     """
-    from tqdm.auto import tqdm
-
-    from ..detection.detectors import resolve_detector
-
     n = len(paths)
     out = EmbeddedFiles([str(p) for p in paths], np.full((n, int(embedder.meta.get("embedding_dim", 512))), np.nan, np.float32),
                         [""] * n, [0] * n, [None] * n, [False] * n)
@@ -186,7 +184,6 @@ def aligned_input(embedder, rgb: np.ndarray) -> np.ndarray:
     h, w = rgb.shape[:2]
     if getattr(embedder, "align", None) is None or (h, w) == (embedder.align_size, embedder.align_size):
         return _fit(rgb, embedder.align_size)
-    from ..detection.align import template
 
     return embedder.align(rgb, np.array([0.0, 0.0, w - 1.0, h - 1.0]), template(w))
 
@@ -194,6 +191,5 @@ def aligned_input(embedder, rgb: np.ndarray) -> np.ndarray:
 def _fit(rgb: np.ndarray, size: int) -> np.ndarray:
     if rgb.shape[0] == size and rgb.shape[1] == size:
         return rgb
-    import cv2
 
     return cv2.resize(rgb, (size, size), interpolation=cv2.INTER_AREA)

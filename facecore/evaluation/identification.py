@@ -12,8 +12,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 from ..core.files import list_images
+from ..detection.detectors import resolve_detector
+from ..networks.models import Embedder, checkpoint_meta, create_model
+from .embed import embed_files
+from .idrate import id_rate_streaming
 
 
 @dataclass
@@ -56,10 +61,6 @@ def lfw_id_split(root: str | os.PathLike, min_images: int = 3, max_query_identit
 
 def random_baseline(seed: int = 0, device: str = "cpu"):
     """A seeded, randomly initialised InceptionResnetV1 embedder (96 px input): the floor to beat."""
-    import torch
-
-    from ..networks.models import Embedder, checkpoint_meta, create_model
-
     torch.manual_seed(seed)
     model = create_model("inceptionresnetv1").to(device).eval()
     return Embedder(model, checkpoint_meta("inceptionresnetv1", 512, 96), device)
@@ -74,13 +75,8 @@ def evaluate_embedder(embedder, root: str | os.PathLike, split: IdSplit, fprs, a
     says how many (``failed_query``, ``failed_distractors``). ``detector``: a name or object
     (``facecore.detection.detectors``; default MTCNN).
     """
-    from .embed import embed_files
-    from .idrate import id_rate_streaming
-
     root = Path(root)
     if not aligned:
-        from ..detection.detectors import resolve_detector
-
         detector = resolve_detector(detector, embedder.device)  # one detector for both sets
     eq = embed_files([root / p for p in split.query_paths], embedder, detector=detector, cache_dir=cache_dir,
                      aligned=aligned, progress=progress)
@@ -151,7 +147,7 @@ def populated_range(hists: list[np.ndarray], edges: np.ndarray) -> tuple[float, 
 
 def threshold_explorer(results: dict[str, dict]):
     """An ipywidgets box: pick a model, move the threshold, read TPR and FPR (``rates_at``) live."""
-    import ipywidgets as widgets
+    import ipywidgets as widgets  # deferred: optional: only the notebook's threshold explorer uses it
 
     first = next(iter(results.values()))
     model = widgets.Dropdown(options=list(results), description="model")

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 GRID = 1 << 24              # similarity s is held as u = round(s * GRID) + GRID, in [0, 2 * GRID]
 MAGIC = 1.5 * 2.0 ** 52     # x + MAGIC rounds x to an integer (ties to even) in the low bits
@@ -146,8 +147,6 @@ def scan_tiles(q: torch.Tensor, codes: np.ndarray, distractor_emb, stats: TileSt
     ``pilot = (rows, query columns, distractor rows)``: only those rows against those queries
     (i != j, same-identity pairs counted as positives) and those distractors.
     """
-    from tqdm.auto import tqdm
-
     n_q = len(q)
     qn = q / GRID  # unit rows: exact (power of two)
     lab = torch.from_numpy(codes).to(device)

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+
+from ..core.paths import data_path
 
 
 @dataclass(frozen=True)
@@ -93,3 +96,11 @@ def pair_similarities(embeddings: np.ndarray, i1: np.ndarray, i2: np.ndarray) ->
     out = np.full(len(i1), np.nan)
     out[ok] = np.einsum("ij,ij->i", e[i1[ok]], e[i2[ok]])
     return out
+
+
+@lru_cache(maxsize=4)
+def lfw_protocol(lfw_dir: str, pairs_path: str | None = None):
+    """Files of aligned LFW crops that ``pairs.txt`` uses, and ``(i1, i2, issame, fold)`` rows into them."""
+    pairs = read_pairs(pairs_path or data_path("lfw", "pairs.txt"), ext="jpg")
+    files = [str(Path(lfw_dir) / p) for p in pair_paths(pairs)]
+    return files, pair_rows(pairs, files)

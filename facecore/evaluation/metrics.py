@@ -222,3 +222,10 @@ def paired_difference(a, b) -> dict:
     d = a - b
     return {"mean": float(d.mean()), "se": float(d.std(ddof=1) / np.sqrt(len(d))), "folds_better": int((d > 0).sum()),
             "folds": int(len(d))}
+
+
+def embedding_spread(emb: np.ndarray) -> float:
+    """1 - |mean embedding|: 0 when all unit embeddings coincide, near 1 when they spread out."""
+    if len(emb) == 0:
+        return float("nan")
+    return float(1.0 - np.linalg.norm(np.asarray(emb, np.float64).mean(0)))

@@ -1,13 +1,18 @@
 """Small matplotlib figures shared by notebooks (training curves, face grids)."""
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pandas as pd
+
+from ..core.files import atomic_write_bytes
+from .identification import coarse_density, populated_range
 
 
 def training_curves(history: pd.DataFrame):
     """Loss (train/val) and accuracy curves per epoch."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # deferred: heavy (~1 s to import): only drawing a figure needs it
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     ax = axes[0]
@@ -28,7 +33,7 @@ def training_curves(history: pd.DataFrame):
 
 def face_grid(crops: list[np.ndarray], titles: list[str] | None = None, cols: int = 8, size: float = 1.4):
     """A grid of RGB images with optional titles."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # deferred: heavy (~1 s to import): only drawing a figure needs it
 
     rows = max(1, -(-len(crops) // cols))
     fig, axes = plt.subplots(rows, cols, figsize=(cols * size, rows * size * 1.1), squeeze=False)
@@ -45,7 +50,7 @@ def face_grid(crops: list[np.ndarray], titles: list[str] | None = None, cols: in
 
 def draw_detections(ax, image: np.ndarray, box: np.ndarray | None, landmarks: np.ndarray | None, title: str = ""):
     """An image with its face box and 5 landmarks."""
-    import matplotlib.patches as patches
+    import matplotlib.patches as patches  # deferred: heavy (~1 s to import): only drawing a figure needs it
 
     ax.imshow(image)
     ax.axis("off")
@@ -58,7 +63,7 @@ def draw_detections(ax, image: np.ndarray, box: np.ndarray | None, landmarks: np
 
 def roc_curves(results: dict[str, dict], fprs=None):
     """ROC curve of each model (``facecore.evaluation.idrate`` results), log-scaled FPR, TPR@FPR points marked."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # deferred: heavy (~1 s to import): only drawing a figure needs it
 
     fig, ax = plt.subplots(figsize=(7.5, 5))
     for name, r in results.items():
@@ -82,10 +87,8 @@ def roc_curves(results: dict[str, dict], fprs=None):
 def similarity_distributions(results: dict[str, dict], kind: str = "positives", n_bins: int = 200):
     """Per model, densities of pair similarities: ``positives`` (same vs different person, query set)
     or ``sources`` (query-query pairs vs query-distractor pairs)."""
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
-
-    from .identification import coarse_density, populated_range
+    import matplotlib.pyplot as plt  # deferred: heavy (~1 s to import): only drawing a figure needs it
+    from matplotlib.ticker import MaxNLocator  # deferred: heavy (~1 s to import): only drawing a figure needs it
 
     if kind not in ("positives", "sources"):
         raise ValueError(f"kind must be 'positives' or 'sources', got {kind!r}")
@@ -115,10 +118,6 @@ def similarity_distributions(results: dict[str, dict], kind: str = "positives", 
 
 def save_figure(fig, path) -> None:
     """Write a figure as PNG atomically (``facecore.core.files.atomic_write_bytes``)."""
-    import io
-
-    from ..core.files import atomic_write_bytes
-
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
     atomic_write_bytes(path, buf.getvalue())

@@ -24,8 +24,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..core.paths import PROJECT_ROOT
+from ..core.paths import PROJECT_ROOT, data_root as default_root
 from ..core.registry import Registry
+from ..detection.folder import MANIFEST, align_folder
+from .cfp import align_cfp, read_pairs
+from .embed import embed_files
+from .identification import evaluate_embedder, lfw_id_split
+from .lfw import lfw_protocol, pair_similarities
+from .metrics import embedding_spread, verification
 
 PROTOCOLS = Registry("protocol", add_with="facecore.evaluation.protocols.register_protocol")
 ALIGNED_ROOT = PROJECT_ROOT / "cache" / "aligned"
@@ -41,8 +47,6 @@ get_protocol = PROTOCOLS.lookup  # a protocol by name; an unknown name raises an
 
 def evaluate(name: str, embedder, data_root: str | os.PathLike | None = None, **options) -> dict:
     """Run protocol ``name`` on an embedder (data under ``data_root``, default ``paths.data_root()``)."""
-    from ..core.paths import data_root as default_root
-
     fn = get_protocol(name)
     return fn(embedder, Path(data_root) if data_root else default_root(), **options)
 
@@ -50,10 +54,6 @@ def evaluate(name: str, embedder, data_root: str | os.PathLike | None = None, **
 def pair_result(embeddings: np.ndarray, i1: np.ndarray, i2: np.ndarray, issame: np.ndarray, folds: np.ndarray,
                 fprs=()) -> dict:
     """Verification figures of embedded pairs; a pair with a missing embedding never matches (-1)."""
-    from .lfw import pair_similarities
-    from .metrics import verification
-    from ..training.validate import embedding_spread
-
     sims = np.nan_to_num(pair_similarities(embeddings, i1, i2), nan=-1.0)
     res = verification(sims, issame, folds, fprs)
     ok = np.isfinite(embeddings).all(axis=1)
@@ -65,8 +65,6 @@ def _images(src: Path, aligned_dir, default: str, detector, progress: bool) -> t
     """(image root, whether it holds aligned crops). A given ``aligned_dir`` that exists holds the
     crops; one that does not exist means the raw photos, faces detected on the fly. Without
     ``aligned_dir`` the crops are made (once, resumably) under ``cache/aligned/<default>``."""
-    from ..detection.folder import MANIFEST, align_folder
-
     if aligned_dir:
         return (Path(aligned_dir), True) if Path(aligned_dir).is_dir() else (src, False)
     dst = ALIGNED_ROOT / default
@@ -81,9 +79,6 @@ def lfw(embedder, data_root: Path, aligned_dir: str | os.PathLike | None = None,
         progress: bool = False) -> dict:
     """LFW 10-fold accuracy on ``pairs.txt`` (flip-averaged embeddings of the aligned crops) and the
     thresholds of the mismatched pairs at ``fpr`` and ``fprs``; the keys of the shipped metrics."""
-    from .embed import embed_files
-    from ..training.validate import lfw_protocol
-
     src = Path(data_root) / "lfw" / "lfw-deepfunneled"
     root, aligned = _images(src, aligned_dir, "lfw-112", detector, progress)
     files, (i1, i2, issame, folds) = lfw_protocol(str(root), str(Path(data_root) / "lfw" / "pairs.txt"))
@@ -99,9 +94,6 @@ def lfw(embedder, data_root: Path, aligned_dir: str | os.PathLike | None = None,
 
 def _cfp(protocol: str, embedder, data_root: Path, aligned_dir=None, detector: Any = "mtcnn", cache_dir=None,
          flip: bool = True, progress: bool = False) -> dict:
-    from .cfp import align_cfp
-    from .embed import embed_files
-
     root = Path(data_root) / "cfp"
     dst = Path(aligned_dir) if aligned_dir else ALIGNED_ROOT / "cfp-112"
     counts = align_cfp(root, dst, detector=detector, progress=progress, **LFW_ALIGN)
@@ -116,10 +108,8 @@ def _cfp(protocol: str, embedder, data_root: Path, aligned_dir=None, detector: A
 
 def cfp_protocol(cfp_root: str | os.PathLike, protocol: str):
     """The aligned-crop files (relative, ``<id>/<frontal|profile>/<n>.jpg``) that CFP's ``protocol`` ("FF"
-    or "FP") uses, and ``(i1, i2, issame, fold)`` rows into them (as ``validate.lfw_protocol``); rows are
+    or "FP") uses, and ``(i1, i2, issame, fold)`` rows into them (as ``lfw.lfw_protocol``); rows are
     keyed by the whole relative path, since CFP's file names repeat across folders."""
-    from .cfp import read_pairs
-
     rel = lambda p: str(Path(p).relative_to("images").with_suffix(".jpg"))  # noqa: E731
     table = read_pairs(Path(cfp_root), protocol)
     pairs = [(rel(a), rel(b), bool(s), int(f)) for a, b, s, f in table.itertuples(index=False)]
@@ -139,8 +129,6 @@ def id_rate(embedder, data_root: Path, aligned_dir=None, detector: Any = "mtcnn"
             fprs=(1e-3, 1e-2), min_images: int = 3, max_query_identities: int = 0, max_distractors: int = 0,
             seed: int = 0, device: str = "cpu", progress: bool = False) -> dict:
     """Identification rate (TPR@FPR) and ROC-AUC on LFW's query/distractor split (``facecore.evaluation.identification``)."""
-    from .identification import evaluate_embedder, lfw_id_split
-
     raw = Path(data_root) / "lfw" / "lfw-deepfunneled"
     root, aligned = _images(raw, aligned_dir, "lfw-112", detector, progress)
     split = lfw_id_split(raw, min_images, max_query_identities, max_distractors, seed)

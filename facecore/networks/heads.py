@@ -13,6 +13,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
 from ..core.registry import Registry
 
@@ -62,8 +63,6 @@ def fit_head(features: np.ndarray, targets: np.ndarray, kind: str = "linear", hi
     """A head mapping ``features`` (N, D_in) to the unit ``targets`` (N, D_out) by cosine loss (AdamW,
     one-cycle schedule), with the inputs' standardisation folded into its first layer. Rows with a
     non-finite target are left out."""
-    from tqdm.auto import tqdm
-
     ok = np.isfinite(targets).all(axis=1) & np.isfinite(features).all(axis=1)
     if ok.sum() < 2:
         raise ValueError(f"fit_head: {int(ok.sum())} usable rows of {len(ok)}; need embedded crops with teacher targets")

@@ -17,14 +17,17 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from efficientnet_pytorch import EfficientNet
+from facenet_pytorch import InceptionResnetV1
 
 # Checkpoint I/O lives in facecore.core.checkpoint; re-exported here for the modules that import it from models.
 from ..core.checkpoint import (CHECKPOINT_FORMAT, checkpoint_bytes, checkpoint_meta, float_state_dict,  # noqa: F401
-                         is_compressed, load_weights, read_checkpoint, round_mantissa, save_checkpoint,
-                         write_checkpoint)
-from .heads import HeadedModel, backbone_dim, head_from_meta, split_state
+                               is_compressed, load_weights, read_checkpoint, round_mantissa, save_checkpoint,
+                               write_checkpoint)
 from ..core.preprocessing import MEAN, STD, meta_to_tensor, to_tensor
 from ..core.registry import Registry
+from ..core.zoo import verify_shipped
+from .heads import HeadedModel, backbone_dim, head_from_meta, split_state
 
 _REGISTRY = Registry("model", add_with="facecore.networks.models.register_model")
 register_model = _REGISTRY.register
@@ -43,7 +46,6 @@ class InceptionResnetV1Embedder(nn.Module):
 
     def __init__(self, embedding_dim: int = 512, dropout: float = 0.2):
         super().__init__()
-        from facenet_pytorch import InceptionResnetV1
 
         self.net = InceptionResnetV1(pretrained=None, classify=False, dropout_prob=dropout)
         if embedding_dim != 512:
@@ -65,7 +67,6 @@ class EfficientNetEmbedder(nn.Module):
 
     def __init__(self, variant: str = "efficientnet-b0", embedding_dim: int = 512, dropout: float = 0.2):
         super().__init__()
-        from efficientnet_pytorch import EfficientNet
 
         self.trunk = EfficientNet.from_name(variant, batch_norm_momentum=0.9, include_top=False)
         ch = self.trunk._bn1.num_features
@@ -146,8 +147,6 @@ def load_embedder(path: str | os.PathLike, device: str = "cpu") -> Embedder:
     A shipped model (``config.params``) is checked against its recorded SHA-256, any other
     checkpoint against its zip CRCs; weights that do not fit the architecture named in
     meta raise one line naming the file."""
-    from ..core.zoo import verify_shipped
-
     hashed = verify_shipped(path)
     blob = read_checkpoint(path, verify=not hashed)  # a matching SHA-256 already covers every byte
     meta = blob["meta"]

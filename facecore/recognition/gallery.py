@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..evaluation.embed import embed_files, prune_cache
 from ..core.files import IMAGE_EXTENSIONS, NO_FACE, OK, UNREADABLE
-from ..networks.models import Embedder
 from ..core.paths import PROJECT_ROOT
+from ..evaluation.embed import embed_files, prune_cache
+from ..networks.models import Embedder
 from .tracking import UNKNOWN
 
 DEFAULT_CACHE_DIR = PROJECT_ROOT / "cache" / "gallery"

@@ -11,24 +11,22 @@ tracking) that ``bench/realtime_fps.py`` compares with.
 """
 from __future__ import annotations
 
+import os
 from collections import Counter, deque
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 
+from ..core.paths import PROJECT_ROOT
+from ..core.runtime import autocast, native_bf16
 from ..detection.detect import FaceDetector, plausible_faces
 from ..detection.detectors import create_detector
 from ..detection.faces import detect_align
-from .gallery import Gallery
 from ..networks.models import Embedder
-from ..core.runtime import autocast, native_bf16
+from .gallery import Gallery, build_gallery
+from .recognizer import GALLERY_CACHE, REALTIME_FPR, ModelChoiceError, input_path, load_model
 from .tracking import UNKNOWN, FlowTracker, Track, match_boxes
-
-# Used (with a warning) when a checkpoint stores no calibrated threshold (meta["threshold"]): a
-# typical cosine for face embedders (FaceNet's usual L2 distance 1.1 is cosine 1 - 1.1**2 / 2 = 0.40),
-# no substitute for calibrating the model on LFW.
-FALLBACK_THRESHOLD = 0.4
-
 
 @dataclass
 class RecognizerConfig:
@@ -75,17 +73,25 @@ class Recognizer:
     threshold_origin: str = ""  # where the threshold comes from (from_name: the checkpoint's FPR table, ...)
 
     @classmethod
-    def from_name(cls, model_name: str | None = None, people_faces=None, **kwargs) -> "Recognizer":
+    def from_name(cls, model_name: str | None = None, people_faces: str | os.PathLike | None = None,
+                  fpr: float = REALTIME_FPR, threshold: float | None = None, checkpoint: str | os.PathLike | None = None,
+                  device: str = "cpu", config: RecognizerConfig | None = None,
+                  cache_dir: str | os.PathLike | None = GALLERY_CACHE, detector=None, head: bool = False) -> "Recognizer":
         """A recognizer of the people in ``people_faces`` (default ``people_faces/``) with a shipped
-        model (``config.params``; default ``config.DEFAULT_MODEL``) and its LFW threshold at ``fpr``
-        (``facecore.recognition.recognizer.from_name`` lists the options)."""
-        from .recognizer import from_name
+        model (``config.params``; default ``config.DEFAULT_MODEL``) or a ``checkpoint``, and its LFW
+        threshold at ``fpr`` (``facecore.recognition.recognizer``: model and threshold choice).
 
-        return from_name(model_name, **({"people_faces": people_faces} if people_faces else {}), **kwargs)
+        ``detector`` (a name or object, ``facecore.detection.detectors``) finds the gallery's faces; the
+        video frames' detector is set by ``config`` (``RecognizerConfig``).
+        """
+        people = input_path(people_faces or PROJECT_ROOT / "people_faces")
+        if not people.is_dir():
+            raise ModelChoiceError(f"--people_faces {people}: no such folder (one sub-folder or photo per person)")
+        embedder, thr, origin = load_model(model_name, checkpoint, fpr, threshold, device, head)
+        gallery = build_gallery(people, embedder, detector=detector, cache_dir=cache_dir)
+        return cls(embedder, gallery, thr, threshold_origin=origin, **({} if config is None else {"config": config}))
 
     def __post_init__(self) -> None:
-        import cv2
-
         self._cv2 = cv2
         c = self.config
         # video frames: no padded retry (a frame without a face is the common case, not a tight crop)

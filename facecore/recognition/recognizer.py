@@ -1,7 +1,5 @@
-"""A ready ``Recognizer`` from a model name: checkpoint resolution, threshold choice, gallery.
-
-    rec = Recognizer.from_name("ce-inceptionresnetv1-min10", "people_faces", fpr=0.01)
-    faces = rec.process(frame_rgb)
+"""Which model and threshold a ``Recognizer`` uses (``Recognizer.from_name``): checkpoint resolution,
+threshold choice, the embedder loaded.
 
 The model is a name of ``config.params`` (default ``config.DEFAULT_MODEL``) or a checkpoint file;
 the threshold is the one the checkpoint stores for LFW false-positive rate ``fpr``
@@ -15,7 +13,10 @@ import os
 import warnings
 from pathlib import Path
 
+import torch
+
 from ..core.paths import PROJECT_ROOT
+from ..networks.models import load_embedder
 
 # Default operating point: the threshold at which 1 % of LFW's mismatched pairs pass. With the
 # default model, 3 % names an audience member on the demo clip, while 1 % still names the performer's
@@ -25,6 +26,10 @@ from ..core.paths import PROJECT_ROOT
 REALTIME_FPR = 0.01
 DEFAULT_DATA = "../shared/data"
 GALLERY_CACHE = PROJECT_ROOT / "cache" / "gallery"
+# Used (with a warning) when a checkpoint stores no calibrated threshold (meta["threshold"]): a
+# typical cosine for face embedders (FaceNet's usual L2 distance 1.1 is cosine 1 - 1.1**2 / 2 = 0.40),
+# no substitute for calibrating the model on LFW.
+FALLBACK_THRESHOLD = 0.4
 
 
 class ModelChoiceError(ValueError):
@@ -73,8 +78,6 @@ def resolve_checkpoint(model_name: str | None = None, checkpoint: str | os.PathL
 def choose_threshold(meta: dict, fpr: float = REALTIME_FPR, threshold: float | None = None,
                      source: str = "checkpoint") -> tuple[float, str]:
     """(threshold, where it comes from): ``threshold``, else the checkpoint's for LFW FPR ``fpr``."""
-    from .recognize import FALLBACK_THRESHOLD
-
     check_threshold(threshold)
     if threshold is not None:
         return float(threshold), "--threshold"
@@ -98,10 +101,6 @@ def load_model(model_name: str | None = None, checkpoint: str | os.PathLike | No
                threshold: float | None = None, device: str = "cpu", head: bool = False):
     """(embedder, threshold, where the threshold comes from); ``head``: a distilled student's teacher-space
     head, not its backbone's own embedding (``Embedder.without_head``)."""
-    import torch
-
-    from ..networks.models import load_embedder
-
     check_threshold(threshold)
     if device == "cuda" and not torch.cuda.is_available():
         raise ModelChoiceError("--device cuda: torch sees no CUDA GPU here; use --device cpu")
@@ -114,24 +113,3 @@ def load_model(model_name: str | None = None, checkpoint: str | os.PathLike | No
         raise ModelChoiceError(f"checkpoint: {first if len(first) < 160 else first[:157] + '...'}") from None
     thr, origin = choose_threshold(embedder.meta, fpr, threshold, path.name)
     return embedder, thr, origin
-
-
-def from_name(model_name: str | None = None, people_faces: str | os.PathLike = PROJECT_ROOT / "people_faces",
-              fpr: float = REALTIME_FPR, threshold: float | None = None, checkpoint: str | os.PathLike | None = None,
-              device: str = "cpu", config=None, cache_dir: str | os.PathLike | None = GALLERY_CACHE,
-              detector=None, head: bool = False):
-    """A ``Recognizer`` of the people in ``people_faces`` with a named model (``Recognizer.from_name``).
-
-    ``detector`` (a name or object, ``facecore.detection.detectors``) finds the gallery's faces; the video
-    frames' detector is set by ``config`` (``RecognizerConfig``).
-    """
-    from .gallery import build_gallery
-    from .recognize import Recognizer
-
-    people = input_path(people_faces)
-    if not people.is_dir():
-        raise ModelChoiceError(f"--people_faces {people}: no such folder (one sub-folder or photo per person)")
-    embedder, thr, origin = load_model(model_name, checkpoint, fpr, threshold, device, head)
-    gallery = build_gallery(people, embedder, detector=detector, cache_dir=cache_dir)
-    kw = {} if config is None else {"config": config}
-    return Recognizer(embedder, gallery, thr, threshold_origin=origin, **kw)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import Counter, deque
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 
 UNKNOWN = "Unknown"
@@ -110,8 +111,6 @@ class FlowTracker:
     """
 
     def __init__(self, max_points: int = 24, fb_error_px: float = 1.0, min_points: int = 5):
-        import cv2
-
         self.cv2 = cv2
         self.max_points, self.fb_error_px, self.min_points = max_points, fb_error_px, min_points
         self.lk = dict(winSize=(15, 15), maxLevel=2,

@@ -13,7 +13,9 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
+import cv2
 import numpy as np
+from PIL import Image
 
 from ..core.files import list_images, load_rgb
 from .tracking import UNKNOWN
@@ -32,7 +34,6 @@ class SourceError(Exception):
 
 def _quiet_cv2():
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # FFmpeg's own log lines too (AV_LOG_QUIET)
-    import cv2
 
     # OpenCV's own warnings would add lines to our one-line errors
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
@@ -174,7 +175,7 @@ class OutputWriter:
         os.close(fd)
         self._tmp = Path(tmp)
         if not self.gif:
-            import imageio.v2 as iio2
+            import imageio.v2 as iio2  # deferred: only writing a GIF needs it
 
             self._mp4 = iio2.get_writer(self._tmp, format="FFMPEG", fps=self.fps, codec="libx264", quality=7,
                                         macro_block_size=2, ffmpeg_log_level="error")
@@ -189,8 +190,6 @@ class OutputWriter:
 
     def write(self, frame: np.ndarray) -> None:
         if self.gif:
-            from PIL import Image
-
             self._frames.append(Image.fromarray(frame).quantize(2**GIF_BITS, method=Image.Quantize.FASTOCTREE))
         else:
             self._mp4.append_data(frame)
@@ -225,8 +224,6 @@ def draw_faces(image: np.ndarray, faces: list["FaceResult"], scale: float = 1.0,
 
     ``scale`` maps frame pixels to ``image`` pixels (e.g. 0.5 for a half-size output frame).
     """
-    import cv2
-
     out = np.ascontiguousarray(image).copy()
     h, w = out.shape[:2]
     font, fs = cv2.FONT_HERSHEY_SIMPLEX, max(0.35, w / 900)
@@ -253,8 +250,6 @@ def draw_faces(image: np.ndarray, faces: list["FaceResult"], scale: float = 1.0,
 
 def resize_frame(frame: np.ndarray, size_wh: tuple[int, int]) -> np.ndarray:
     """The frame at (width, height) with area resampling (unchanged when already that size)."""
-    import cv2
-
     if (frame.shape[1], frame.shape[0]) == tuple(size_wh):
         return frame
     return cv2.resize(frame, size_wh, interpolation=cv2.INTER_AREA)

@@ -6,12 +6,15 @@ import hashlib
 import io
 import math
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
 from ..core.files import atomic_write_bytes, list_images
 from ..core.preprocessing import to_tensor as _to_tensor
@@ -83,14 +86,10 @@ def load_crops(fs: FaceSet, size: int, cache_dir: str | os.PathLike | None = Non
     Two CPU cores should not spend every epoch decoding JPEGs; the cache is keyed by the files' paths,
     sizes and modification times (``crops_key``), so changed crops are decoded again.
     """
-    import cv2
-    from tqdm.auto import tqdm
-
     key = crops_key(fs, size)
     cache = Path(cache_dir) / f"crops-{size}-{key}.npy" if cache_dir else None
     if cache is not None and cache.exists():
         return np.load(cache, mmap_mode=None)
-    from concurrent.futures import ThreadPoolExecutor
 
     def decode(p: str) -> np.ndarray:
         img = cv2.imread(str(fs.root / p), cv2.IMREAD_COLOR)

@@ -7,14 +7,25 @@ embeddings are computed once from the aligned training crops (``teacher.align`` 
 """
 from __future__ import annotations
 
+import argparse
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
-from .data import FaceSet
+from ..core.checkpoint import float_state_dict, half_state_dict, read_checkpoint, write_checkpoint
+from ..core.files import list_images
+from ..core.paths import project_path
+from ..core.preprocessing import cache_crop_size
+from ..evaluation.embed import embed_files
+from ..networks.heads import PREFIX, fit_head
+from ..networks.models import Embedder, create_model
+from .data import FaceSet, load_crops, scan_identities, split_per_identity
+from .teachers import create_teacher, teacher_names
 
 
 @dataclass
@@ -29,8 +40,6 @@ class DistillData:
 def scan_unlabelled(root: str | os.PathLike, limit: int = 0) -> FaceSet:
     """Every image under ``root`` (any layout) as a set without identities (labels -1); ``limit``: the
     first N in sorted order (0: all)."""
-    from ..core.files import list_images
-
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"unlabelled faces: no folder {root} (align the unlabelled set first: README, 'Distillation')")
@@ -45,8 +54,6 @@ def teacher_targets(fs: FaceSet, teacher, cache_dir: str | os.PathLike | None, p
                     flip: bool = False) -> np.ndarray:
     """(N, D) unit teacher embeddings of the aligned crops of ``fs`` (``flip``: averaged with the mirror's),
     cached by file content."""
-    from ..evaluation.embed import embed_files
-
     if hasattr(teacher, "lookup"):  # a table of embeddings computed elsewhere (teachers.TableTeacher)
         return teacher.lookup(fs.root, fs.paths)
     e = embed_files([fs.root / p for p in fs.paths], teacher, aligned=True, flip=flip, cache_dir=cache_dir,
@@ -62,8 +69,6 @@ def prepare(teacher_name: str, teacher_kwargs: dict, labelled: FaceSet, unlabell
             unlabelled_limit: int, cache_dir: str | os.PathLike | None, progress: bool = True,
             flip: bool = False) -> DistillData:
     """The teacher's targets for ``labelled`` and for the unlabelled faces under ``unlabelled_dir``."""
-    from .teachers import create_teacher
-
     teacher = create_teacher(teacher_name, **teacher_kwargs)
     unl = (scan_unlabelled(unlabelled_dir, unlabelled_limit) if unlabelled_dir
            else FaceSet(Path("."), [], np.zeros(0, np.int64), []))
@@ -85,9 +90,6 @@ def center_targets(targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def attach(run, labelled: FaceSet, cache_dir: Path, progress: bool = True) -> None:
     """Make a training run (``facecore.training.train``) a distillation run: the teacher's targets for every crop,
     and the unlabelled faces appended to the crops and the training rows (identity -1)."""
-    from .data import load_crops
-    from ..core.preprocessing import cache_crop_size
-
     cfg = run.cfg
     if getattr(run.loss_fn, "teacher_dim", None) is None:
         raise ValueError(f"teacher={cfg.teacher!r} needs loss='distill', got loss={cfg.loss!r}")
@@ -129,11 +131,6 @@ def head_data(checkpoint: str | os.PathLike, data_dir: str | os.PathLike, teache
     """The frozen student (its weights rounded as they will ship, ``mantissa_bits``) embeds the training
     split of ``data_dir`` (the run's ``min_images``/``val_fraction``/``seed``), the unlabelled crops and
     the validation split; the teacher's raw (uncentred) unit embedding of each comes from its cache."""
-    from ..core.checkpoint import float_state_dict, half_state_dict, read_checkpoint
-    from .data import load_crops, scan_identities, split_per_identity
-    from ..networks.models import Embedder, create_model
-    from ..core.preprocessing import cache_crop_size
-
     blob = read_checkpoint(checkpoint)
     meta = blob["meta"]
     if meta.get("head"):
@@ -173,9 +170,6 @@ def add_head(checkpoint: str | os.PathLike, out: str | os.PathLike, data_dir: st
     """Fit a teacher-space head (``facecore.networks.heads``) on a trained student (``head_data``) and write ``out``
     with it. Returns the head's description: sizes, the rows it was fitted on and its mean cosine to the
     teacher on the held-out validation crops (``val_cos``)."""
-    from ..core.checkpoint import write_checkpoint
-    from ..networks.heads import PREFIX, fit_head
-
     d = head_data(checkpoint, data_dir, teacher, cache_dir, unlabelled_dir, min_images, max_identities, val_fraction,
                   seed, unlabelled_limit, mantissa_bits, teacher_flip, device, progress)
     head = fit_head(d.features, d.targets, kind, hidden, epochs, seed=seed, progress=progress)
@@ -194,9 +188,6 @@ def add_run_head(cfg, run_dir: str | os.PathLike, teacher, kind: str = "linear",
     """``add_head`` on a distillation run (a ``TrainConfig``): ``best.pt`` to ``best-head.pt``, on the run's
     data, split and teacher cache. A ``best-head.pt`` newer than ``best.pt`` with the same kind and epochs
     is kept (a rerun of the notebook resumes)."""
-    from ..core.checkpoint import read_checkpoint
-    from ..core.paths import project_path
-
     run_dir = project_path(run_dir)
     src, out = run_dir / "best.pt", run_dir / "best-head.pt"
     if out.exists() and out.stat().st_mtime >= src.stat().st_mtime:
@@ -211,8 +202,6 @@ def add_run_head(cfg, run_dir: str | os.PathLike, teacher, kind: str = "linear",
 
 def _embed(student, crops: np.ndarray, progress: bool, chunk: int = 1024) -> np.ndarray:
     """The student's unit embeddings of many crops, with a progress bar."""
-    from tqdm.auto import tqdm
-
     steps = range(0, len(crops), chunk)
     parts = [student.embed(crops[i:i + chunk]) for i in tqdm(steps, desc="student", disable=not progress)]
     return np.concatenate(parts) if parts else np.zeros((0, int(student.meta["embedding_dim"])), np.float32)
@@ -222,12 +211,6 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m facecore.training.distill ROOT [--shard K/N] [--teacher dlib] [--flip] [--cache_dir D]``: fill the
     teacher cache for the crops under ROOT before training. dlib's CPU build uses one thread, so run one
     process per core, each with its own ``--shard`` (every N-th file from the K-th, 0-based)."""
-    import argparse
-    import sys
-
-    from ..core.paths import project_path
-    from .teachers import create_teacher, teacher_names
-
     p = argparse.ArgumentParser(prog="python -m facecore.training.distill", description="teacher embeddings of aligned crops")
     p.add_argument("root", help="aligned crops (any layout), e.g. a training DATA_DIR or UNLABELLED_DIR")
     p.add_argument("--teacher", default="dlib", choices=teacher_names())

@@ -12,10 +12,10 @@ import pandas as pd
 
 from ..core.paths import project_path  # noqa: F401 (re-exported: notebooks import it from here)
 from ..core.runtime import resolve_device, set_threads
+from ..core.settings import TRAINING_SETTINGS, describe, training_values
+from ..networks.losses import loss_class
 from .shipping import (CALIBRATION_FPRS, calibrate_checkpoint, evaluate_lfw, finalize_run,  # noqa: F401
                        save_metrics)
-from ..networks.losses import loss_class
-from ..core.settings import TRAINING_SETTINGS, describe, training_values
 from .train import TrainConfig
 
 # notebook parameter -> (TrainConfig field, whether 0 / "" mean None)

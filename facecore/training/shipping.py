@@ -2,9 +2,11 @@
 calibration, and the SHA-256 that config.py records for it."""
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -13,6 +15,12 @@ import numpy as np
 from ..core.checkpoint import export_for_shipping, read_checkpoint, set_thresholds
 from ..core.files import atomic_write_text
 from ..core.paths import project_path
+from ..core.zoo import record_hash, shipped_models
+from ..evaluation.embed import embed_files
+from ..evaluation.lfw import lfw_protocol, pair_similarities
+from ..evaluation.metrics import embedding_spread, lfw_accuracy, paired_difference, threshold_at_fpr
+from ..evaluation.protocols import evaluate
+from ..networks.models import load_embedder
 
 # LFW false-positive rates at which every exported model stores a threshold (meta["thresholds_by_fpr"]);
 # realtime.py --fpr picks one.
@@ -43,8 +51,6 @@ def finalize_run(run_dir: str | os.PathLike, checkpoint: str = "best.pt", export
 
 def _finalize(src: Path, checkpoint: str, export_path: str | None, lfw_dir: str | None, fpr: float,
               device: str, extra: dict | None, mantissa_bits: int) -> dict:
-    from ..core.zoo import record_hash
-
     meta = read_checkpoint(src)["meta"]
     metrics: dict = {"checkpoint": checkpoint, "epoch": meta["metrics"].get("epoch"), "identities": len(meta["classes"]),
                      "val_loss": meta["metrics"].get("val_loss"), "val_acc": meta["metrics"].get("val_acc"),
@@ -82,12 +88,6 @@ def evaluate_lfw(checkpoint: str | os.PathLike, lfw_dir: str | os.PathLike, devi
     """LFW 10-fold accuracy (flip-augmented embeddings) of a checkpoint on a folder of aligned LFW
     crops, and the similarity threshold at ``fpr`` on the mismatched pairs; ``head=False``: a distilled
     student's backbone without its teacher-space head."""
-    from ..evaluation.embed import embed_files
-    from ..evaluation.lfw import pair_similarities
-    from ..evaluation.metrics import lfw_accuracy, threshold_at_fpr
-    from ..networks.models import load_embedder
-    from .validate import embedding_spread, lfw_protocol
-
     files, (i1, i2, issame, folds) = lfw_protocol(str(project_path(lfw_dir)))
     emb = load_embedder(project_path(checkpoint), device)
     e = embed_files(files, emb if head else emb.without_head(), aligned=True, flip=True, progress=False)
@@ -104,8 +104,6 @@ def calibrate_checkpoint(path: str | os.PathLike, lfw_dir: str | os.PathLike, de
     """Recompute a shipped checkpoint's LFW thresholds (``threshold`` at ``fpr`` and the table at
     ``CALIBRATION_FPRS``) and store them in its meta; the weights are untouched (the file's SHA-256
     changes and is recorded in config.py when it is a shipped model)."""
-    from ..core.zoo import record_hash
-
     res = evaluate_lfw(path, lfw_dir, device, fpr)
     set_thresholds(project_path(path), res["threshold"], fpr, res["thresholds_by_fpr"])
     record_hash(project_path(path))
@@ -126,11 +124,6 @@ def promote(candidate: str | os.PathLike, name: str, lfw_dir: str | os.PathLike 
     recorded in config.py and ``metrics_from`` (the candidate's metrics JSON) is copied to ``metrics_to``;
     ``cache_dir``: the embedding cache (``embed_files``).
     Returns both accuracies and their fold-paired difference."""
-    from ..evaluation.metrics import paired_difference
-    from ..networks.models import load_embedder
-    from ..evaluation.protocols import evaluate
-    from ..core.zoo import record_hash, shipped_models
-
     models = shipped_models()
     if name not in models:
         raise ValueError(f"{name!r} is not a shipped model; config.params has {sorted(models)}")
@@ -163,9 +156,6 @@ def promote(candidate: str | os.PathLike, name: str, lfw_dir: str | os.PathLike 
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m facecore.training.shipping promote CANDIDATE NAME [--metrics-from F --metrics-to G] [--force]``"""
-    import argparse
-    import sys
-
     p = argparse.ArgumentParser(prog="python -m facecore.training.shipping", description="replace a shipped model by a better one")
     sub = p.add_subparsers(dest="cmd", required=True)
     q = sub.add_parser("promote", help="measure CANDIDATE and shipped NAME side by side on LFW; replace if better")

@@ -22,10 +22,16 @@ import os
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
+from tqdm.auto import tqdm
 
-from ..detection.align import template, warp_face
+from ..core.files import OK, atomic_write_bytes, encode_jpeg, load_rgb
 from ..core.registry import Registry
+from ..detection.align import template, warp_face
+from ..detection.detect import select_face
+from ..detection.detectors import create_detector
+from ..detection.folder import landmarks_of, read_manifest
 
 _TEACHERS = Registry("teacher", add_with="facecore.training.teachers.register_teacher", unique=True)
 
@@ -94,7 +100,7 @@ class DlibTeacher:
     FRAMINGS = ("ours", "dlib")
 
     def __init__(self, framing: str = "ours", device: str = "cpu"):
-        import dlib
+        import dlib  # deferred: optional: only the dlib teacher needs it (face-recognition-models wheel)
 
         if framing not in self.FRAMINGS:
             raise ValueError(f"framing must be one of {self.FRAMINGS}, got {framing!r}")
@@ -143,7 +149,7 @@ class OnnxTeacher:
 
     def __init__(self, path: str | os.PathLike, input_size: int = 112, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
                  align_size: int | None = None, points: np.ndarray | None = None, bgr: bool = False, device: str = "cpu"):
-        import onnxruntime as ort
+        import onnxruntime as ort  # deferred: optional: only the onnx teacher needs it
 
         p = Path(path)
         if not p.is_file():
@@ -165,8 +171,6 @@ class OnnxTeacher:
         return warp_face(image, landmarks, self.align_size, self.points)
 
     def _run(self, crops: np.ndarray) -> np.ndarray:
-        import cv2
-
         x = np.stack([c if c.shape[0] == self.input_size else
                       cv2.resize(c, (self.input_size, self.input_size), interpolation=cv2.INTER_AREA) for c in crops])
         x = x[..., ::-1] if self.bgr else x
@@ -190,11 +194,6 @@ def teacher_crops(src_root: str | os.PathLike, aligned_dir: str | os.PathLike, t
     """The teacher's own crops of every face an alignment folder found (``align_folder``'s manifest in
     ``aligned_dir``: box and landmarks of each photo of ``src_root``), as JPEGs (quality 95) under
     ``dst`` with the same relative names. Resumable: existing crops are kept. Returns ``dst``."""
-    from tqdm.auto import tqdm
-
-    from ..core.files import OK, atomic_write_bytes, encode_jpeg, load_rgb
-    from ..detection.folder import landmarks_of, read_manifest
-
     m = read_manifest(aligned_dir)
     m = m[m.status == OK]
     dst = Path(dst)
@@ -210,9 +209,6 @@ def teacher_crops(src_root: str | os.PathLike, aligned_dir: str | os.PathLike, t
 def chip_template(images: list[np.ndarray], boxes: np.ndarray, detector=None) -> tuple[np.ndarray, int]:
     """Where MTCNN's 5 landmarks fall in dlib's own 150x150 chips of these faces: the mean over the
     chips where MTCNN finds the face again, and how many did. ``boxes``: our face box in each image."""
-    from ..detection.detect import select_face
-    from ..detection.detectors import create_detector
-
     teacher = DlibTeacher(framing="dlib")
     detector = detector or create_detector("mtcnn", pad_frac=0.0)
     chips = [teacher.align(img, b, np.zeros((5, 2))) for img, b in zip(images, boxes)]

@@ -9,6 +9,7 @@ What a loss needs (class count, a P x K sampler, weight decay) it declares itsel
 """
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import os
@@ -21,17 +22,23 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.distributed as dist
+from PIL import Image
+from tqdm.auto import tqdm
 
 from ..core.checkpoint import checkpoint_meta, export_for_shipping, save_checkpoint  # noqa: F401 (re-export)
-from .data import PKSampler, augment, augmentation, load_crops, scan_identities, shuffled_batches, split_per_identity, to_tensor
-from ..networks.losses import build_loss, distill_targets
-from ..networks.models import create_model, default_input_size, recalibrate_bn  # noqa: F401 (re-export)
 from ..core.paths import project_path
 from ..core.preprocessing import ALIGN_SIZE, cache_crop_size
 from ..core.runtime import autocast, dist_rank_world, set_threads, setup_distributed
+from ..evaluation.metrics import embedding_spread
+from ..networks.losses import build_loss, distill_targets
+from ..networks.models import create_model, default_input_size, recalibrate_bn  # noqa: F401 (re-export)
+from .data import (PKSampler, augment, augmentation, load_crops, scan_identities, shuffled_batches,
+                   split_per_identity, to_tensor)
+from .distill import attach
 from .trainconfig import TrainConfig
 from .trainstate import load_last, restore_generators, rng_states, write_history
-from .validate import embedding_spread, evaluate_classifier, evaluate_pairs, lfw_eval
+from .validate import evaluate_classifier, evaluate_pairs, lfw_eval
+from .warmstart import warm_start
 
 
 class _Joint(torch.nn.Module):
@@ -131,8 +138,6 @@ def _prepare(cfg: TrainConfig, out: Path, device: str, progress: bool) -> _Run:
                np.array([index[p] for p in val_set.paths]), val_set.labels, model, loss_fn,
                _optimizer(cfg, model, loss_fn))
     if cfg.teacher:
-        from .distill import attach
-
         attach(run, fs, project_path(cfg.cache_dir), progress and rank == 0)
     last = out / "last.pt"
     if last.exists():
@@ -141,8 +146,6 @@ def _prepare(cfg: TrainConfig, out: Path, device: str, progress: bool) -> _Run:
         if rank == 0:
             print(f"resuming {out} after epoch {len(run.history)}")
     elif cfg.init_from:
-        from .warmstart import warm_start
-
         note = warm_start(model, loss_fn, project_path(cfg.init_from), cfg.arch, cfg.embedding_dim, fs.classes)
         if rank == 0:
             print(f"starting from {note}")
@@ -173,8 +176,6 @@ def _optimizer(cfg: TrainConfig, model: torch.nn.Module, loss_fn: torch.nn.Modul
 
 def _image_side(path: Path) -> int:
     """Width of an aligned training crop (the alignment size the model was trained on)."""
-    from PIL import Image
-
     try:
         with Image.open(path) as im:
             return int(im.size[0])
@@ -198,8 +199,6 @@ def _epoch_batches(run: _Run, epoch: int) -> list[np.ndarray]:
 
 def _train_epoch(run: _Run, epoch: int, batches: list[np.ndarray], progress: bool) -> dict:
     """One pass over this rank's batches; the epoch's row of the history (summed over ranks)."""
-    from tqdm.auto import tqdm
-
     cfg, world = run.cfg, run.world
     steps_per_epoch = len(batches) // world
     run.ddp.train()
@@ -283,8 +282,6 @@ def _validate(run: _Run, with_lfw: bool = True) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     """``[torchrun --nproc_per_node=N] python -m facecore.training.train --out DIR [--config cfg.json] [--set k=v ...]``"""
-    import argparse
-
     ap = argparse.ArgumentParser(prog="python -m facecore.training.train", description="Train an embedding model.")
     ap.add_argument("--out", required=True, help="run folder (resumes when it holds last.pt)")
     ap.add_argument("--config", help="JSON file with TrainConfig fields")

@@ -13,6 +13,7 @@ import torch.distributed as dist
 
 from ..core.checkpoint import load_weights, read_checkpoint
 from ..core.files import atomic_write_text
+from ..evaluation.plots import training_curves
 
 
 def rng_states(gen: torch.Generator, sampler_epoch: int | None, device: str, world: int) -> list[dict]:
@@ -89,13 +90,11 @@ def write_history(history: list[dict], out: Path) -> None:
     df = pd.DataFrame(history)
     atomic_write_text(out / "history.csv", df.to_csv(index=False))
     try:
-        from ..evaluation.plots import training_curves
-
         fig = training_curves(df)
         tmp = out / ".curves.tmp.png"
         fig.savefig(tmp, dpi=90, bbox_inches="tight")
         os.replace(tmp, out / "curves.png")
-        import matplotlib.pyplot as plt
+        import matplotlib.pyplot as plt  # deferred: heavy (~1 s to import): only drawing a figure needs it
 
         plt.close(fig)
     except ImportError:

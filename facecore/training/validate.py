@@ -1,22 +1,19 @@
-"""Per-epoch validation for the training loop: classification, pair verification, LFW, and the
-spread of eval-mode embeddings (a collapsed model has all embeddings nearly equal)."""
+"""Per-epoch validation for the training loop: classification, pair verification and LFW (the ``lfw``
+protocol's figures, ``facecore.evaluation.protocols.pair_result``, on a model in training)."""
 from __future__ import annotations
 
 import os
 from functools import lru_cache
-from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 
 from ..core.preprocessing import cache_crop_size
-
-
-def embedding_spread(emb: np.ndarray) -> float:
-    """1 - |mean embedding|: 0 when all unit embeddings coincide, near 1 when they spread out."""
-    if len(emb) == 0:
-        return float("nan")
-    return float(1.0 - np.linalg.norm(np.asarray(emb, np.float64).mean(0)))
+from ..evaluation.lfw import lfw_protocol
+from ..evaluation.metrics import best_threshold
+from ..evaluation.protocols import pair_result
+from .data import to_tensor
 
 
 def evaluate_classifier(loss_fn, emb: torch.Tensor, labels: torch.Tensor) -> dict:
@@ -53,7 +50,6 @@ def evaluate_pairs(emb: np.ndarray, labels: np.ndarray, max_pairs: int = 20000, 
         neg = np.concatenate([neg, np.stack([i, j], 1)[labels[i] != labels[j]]])
     pairs = np.concatenate([pos, neg[: len(pos)]])
     truth = np.arange(len(pairs)) < len(pos)
-    from ..evaluation.metrics import best_threshold  # exact search, no cut between tied similarities
 
     return best_threshold((emb[pairs[:, 0]] * emb[pairs[:, 1]]).sum(1), truth)[1]
 
@@ -67,21 +63,8 @@ def _same_pairs(labels: np.ndarray) -> np.ndarray:
     return np.concatenate(out) if out else np.zeros((0, 2), np.int64)
 
 
-@lru_cache(maxsize=4)
-def lfw_protocol(lfw_dir: str, pairs_path: str | None = None):
-    """Files of aligned LFW crops that ``pairs.txt`` uses, and ``(i1, i2, issame, fold)`` rows into them."""
-    from ..evaluation.lfw import pair_paths, pair_rows, read_pairs
-    from ..core.paths import data_path
-
-    pairs = read_pairs(pairs_path or data_path("lfw", "pairs.txt"), ext="jpg")
-    files = [str(Path(lfw_dir) / p) for p in pair_paths(pairs)]
-    return files, pair_rows(pairs, files)
-
-
 @lru_cache(maxsize=2)
 def _lfw_crops(files: tuple[str, ...], size: int) -> np.ndarray:
-    import cv2
-
     out = np.zeros((len(files), size, size, 3), np.uint8)
     for i, p in enumerate(files):
         img = cv2.imread(p, cv2.IMREAD_COLOR) if os.path.exists(p) else None
@@ -98,9 +81,6 @@ def lfw_eval(model: torch.nn.Module, lfw_dir: str, input_size: int, device: str 
     models' final figures use it; per-epoch checks skip it for speed). The figures are the ``lfw``
     protocol's (``facecore.evaluation.protocols.pair_result``); only the embedding is this loop's own, fast path
     for a model in training."""
-    from .data import to_tensor
-    from ..evaluation.protocols import pair_result
-
     files, (i1, i2, issame, folds) = lfw_protocol(str(lfw_dir), pairs_path)
     crops = _lfw_crops(tuple(files), cache_crop_size(input_size))
     emb = []
