@@ -1,30 +1,42 @@
-"""Distillation data for a machine where the teacher is not installed and uploads are limited in size
-(a GPU box): the aligned crops re-encoded as WebP in parts of a set size, and the teacher's
-embedding of every crop in a table (``teacher.npz``). Unpacked there, the folders keep their layout
-and ``create_teacher("table", path=...)`` reads the table, so ``facecore.training.train`` runs unchanged.
+"""Distillation data for a GPU box that takes uploads of limited size and has no teacher: the aligned
+crops re-encoded as WebP in parts of a set size, and the teacher's embedding of every crop in a table
+(``teacher.npz``, ``facecore.training.teacher_table``). Unpacked there, the folders keep their layout and
+``create_teacher("table", path=...)`` reads the table, so ``facecore.training.train`` runs unchanged.
+
+    python tools/pack_for_gpu.py pack DST NAME=DIR ... [--teacher dlib] [--part_mib 60]
+    python tools/pack_for_gpu.py unpack SRC DST
+    python tools/pack_for_gpu.py slim LAST_PT DST [--mantissa_bits 6]
+
+``tools/continue_on_gpu.sh`` runs there: unpack, a probe, the training that fits a time budget.
 
 WebP at quality 80 keeps a 112 px crop at about 1.9 KB (PSNR ~37 dB against the JPEG it came from;
 JPEG needs ~3.6 KB for the same); the teacher's targets are those of the original crops.
 """
 from __future__ import annotations
 
+import argparse
 import io
+import json
 import os
+import sys
+from multiprocessing import get_context
 from pathlib import Path
 
+import cv2
 import numpy as np
+from tqdm.auto import tqdm
 
-from .files import atomic_write_bytes
-
-TABLE = "teacher.npz"
+from facecore.core.checkpoint import half_state_dict, read_checkpoint, write_checkpoint
+from facecore.core.files import OK, atomic_write_bytes, load_rgb
+from facecore.core.paths import project_path
+from facecore.training.data import scan_identities, shuffled_batches, split_per_identity
+from facecore.training.distill import scan_unlabelled
+from facecore.training.teacher_table import TABLE, table_keys, write_table
+from facecore.training.teachers import create_teacher
 
 
 def _webp(args: tuple[str, int]) -> bytes:
     """The WebP bytes of one image file."""
-    import cv2
-
-    from .files import OK, load_rgb
-
     path, quality = args
     im = load_rgb(path)
     if im.status != OK:
@@ -65,33 +77,24 @@ def pack(roots: dict[str, str | os.PathLike], dst: str | os.PathLike, teacher, c
     (``part-000.npz``, ...) of WebP crops named ``<folder name>/<path>.webp``, and ``teacher.npz``
     (``paths``, fp16 ``embeddings`` of ``teacher``, computed or read from ``cache_dir``, and the teacher's
     ``cache_key``). Returns counts and sizes."""
-    from multiprocessing import get_context
-
-    from tqdm.auto import tqdm
-
-    from .distill import scan_unlabelled, teacher_targets
-
     dst = Path(dst)
     dst.mkdir(parents=True, exist_ok=True)
-    keys, targets, files = [], [], []
+    table = write_table(roots, dst / TABLE, teacher, cache_dir, progress, suffix=".webp")
+    keys, files = [], []
     for name, root in roots.items():
         fs = scan_unlabelled(root)
-        targets.append(teacher_targets(fs, teacher, cache_dir, progress))
-        keys += [f"{name}/{Path(p).with_suffix('.webp').as_posix()}" for p in fs.paths]
+        keys += table_keys(name, fs.paths, ".webp")
         files += [str(fs.root / p) for p in fs.paths]
-    if len(set(keys)) != len(keys):
-        raise ValueError("pack: two crops map to the same packed name (same path but for the extension)")
-    with get_context("spawn").Pool(max(1, workers)) as pool:
-        data = list(tqdm(pool.imap(_webp, [(f, quality) for f in files], chunksize=64), total=len(files),
-                         desc="webp", unit="crop", disable=not progress))
+    jobs = [(f, quality) for f in files]
+    bar = {"total": len(files), "desc": "webp", "unit": "crop", "disable": not progress}
+    if workers <= 1:
+        data = [_webp(j) for j in tqdm(jobs, **bar)]
+    else:
+        with get_context("spawn").Pool(workers) as pool:
+            data = list(tqdm(pool.imap(_webp, jobs, chunksize=64), **bar))
     parts = _write_parts(list(zip(keys, data)), dst, part_mib)
-    table = io.BytesIO()
-    np.savez_compressed(table, paths=np.array([k.encode() for k in keys]),  # names compress well, fp16 does not
-                        embeddings=np.concatenate(targets).astype(np.float16),
-                        teacher=np.array(str(getattr(teacher, "cache_key", teacher.name))))
-    atomic_write_bytes(dst / TABLE, table.getvalue())
     return {"crops": len(keys), "parts": [p.name for p in parts], "mib": sum(p.stat().st_size for p in parts) / 2**20,
-            "table_mib": (dst / TABLE).stat().st_size / 2**20}
+            "table_mib": table["mib"]}
 
 
 def unpack(src: str | os.PathLike, dst: str | os.PathLike) -> dict[str, Path]:
@@ -128,8 +131,6 @@ def slim_state(src: str | os.PathLike, dst: str | os.PathLike, mantissa_bits: in
     """A run's ``last.pt`` cut to what ``init_from`` reads (meta, weights, the loss's tensors, e.g. class
     centres and the distill loss's map), fp16 with ``mantissa_bits`` of 10 kept, deflated: a continuation
     carried to another machine. Returns its size in MiB."""
-    from .checkpoint import half_state_dict, read_checkpoint, write_checkpoint
-
     blob = read_checkpoint(src)
     write_checkpoint(dst, {"meta": blob["meta"], "state_dict": half_state_dict(blob["state_dict"], mantissa_bits),
                            "loss_state": half_state_dict(blob.get("loss_state") or {}, mantissa_bits)}, compress=True)
@@ -139,10 +140,6 @@ def slim_state(src: str | os.PathLike, dst: str | os.PathLike, mantissa_bits: in
 def epoch_steps(cfg, capped: bool = True) -> int:
     """Training steps in one epoch of a distillation ``TrainConfig`` (shuffled batches, as ``facecore.training.train``
     cuts them: the training split plus the unlabelled faces); ``capped``: at ``max_steps_per_epoch``."""
-    from .data import scan_identities, shuffled_batches, split_per_identity
-    from .distill import scan_unlabelled
-    from .paths import project_path
-
     fs = scan_identities(project_path(cfg.data_dir), cfg.min_images, cfg.max_identities)
     n = len(split_per_identity(fs, cfg.val_fraction, cfg.seed)[0].paths)
     if cfg.unlabelled_dir:
@@ -152,14 +149,7 @@ def epoch_steps(cfg, capped: bool = True) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python tools/pack_for_gpu.py pack DST NAME=DIR ... [--teacher dlib]``, ``unpack SRC DST`` or
-    ``slim LAST_PT DST [--mantissa_bits 6]``."""
-    import argparse
-    import json
-    import sys
-
-    from .paths import project_path
-
+    """``pack DST NAME=DIR ... [--teacher dlib]``, ``unpack SRC DST`` or ``slim LAST_PT DST [--mantissa_bits 6]``."""
     ap = argparse.ArgumentParser(prog="python tools/pack_for_gpu.py", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("pack", help="crops + teacher table -> parts")
@@ -190,8 +180,6 @@ def main(argv: list[str] | None = None) -> int:
         if bad:
             raise ValueError(f"pack: roots are NAME=DIR (e.g. labelled=DATA_DIR), got {bad}")
         roots = dict(r.split("=", 1) for r in a.roots)
-        from .teachers import create_teacher
-
         teacher = create_teacher(a.teacher, **({"framing": a.framing} if a.teacher == "dlib" else {}))
         print(json.dumps(pack(roots, a.dst, teacher, project_path(a.cache_dir), a.quality, a.part_mib, a.workers)))
     except (ValueError, FileNotFoundError) as e:

@@ -11,7 +11,7 @@ its crop side, ``meta`` its preprocessing (``template``: the 5 landmark position
   ``framing="dlib"`` lets dlib's own 5-point model place the chip inside our face box.
 - ``onnx``: any embedding model in ONNX (e.g. an insightface export), run with onnxruntime; its input
   size, normalisation and template are parameters.
-- ``table``: a teacher's embeddings computed elsewhere and shipped as a table (``facecore.transport``),
+- ``table``: a teacher's embeddings computed elsewhere and shipped as a table (``facecore.training.teacher_table``),
   for training where the teacher is not installed (a GPU box); it looks crops up, it cannot embed.
 """
 from __future__ import annotations
@@ -43,14 +43,14 @@ DLIB_TEMPLATE_150 = np.array([[46.858, 45.271], [102.738, 45.393], [74.476, 78.2
 
 
 class TableTeacher:
-    """Embeddings of packed crops (``facecore.transport.pack``) by ``<root folder name>/<relative path>``."""
+    """A teacher's embeddings of crops, written by ``teacher_table.write_table``, by ``<folder name>/<relative path>``."""
 
     name = "table"
 
     def __init__(self, path: str | os.PathLike, device: str = "cpu"):
         p = Path(path)
         if not p.is_file():
-            raise FileNotFoundError(f"table teacher: no table {p} (write one with python tools/pack_for_gpu.py pack)")
+            raise FileNotFoundError(f"table teacher: no table {p} (write one with python -m facecore.training.teacher_table)")
         with np.load(p) as z:
             keys, self._emb, self.source = [k.decode() for k in z["paths"]], z["embeddings"], str(z["teacher"])
         self._row = {k: i for i, k in enumerate(keys)}
@@ -63,11 +63,11 @@ class TableTeacher:
         missing = [k for k in keys if k not in self._row]
         if missing:
             raise ValueError(f"table teacher ({self.source}): {len(missing)} of {len(keys)} crops are not in the "
-                             f"table, e.g. {missing[:3]}; pack those folders with python tools/pack_for_gpu.py pack")
+                             f"table, e.g. {missing[:3]}; add those folders with python -m facecore.training.teacher_table")
         return _unit(self._emb[[self._row[k] for k in keys]].astype(np.float32))
 
     def embed(self, crops: np.ndarray, batch_size: int = 64, flip: bool = False) -> np.ndarray:
-        raise TypeError("the table teacher holds the embeddings of packed crops only; it cannot embed new ones")
+        raise TypeError("the table teacher holds the embeddings of the crops in its table only; it cannot embed new ones")
 
 
 register_teacher = _TEACHERS.register  # register_teacher("mine")(factory), or as a decorator
