@@ -237,7 +237,7 @@ def test_default_model_names_the_performer_and_no_one_else(tmp_path):
     assert all(f["name"] == "Unknown" for faces in audience for f in faces)  # ... and nobody there is named
     # faces only: no box sits on a detection hand-labelled hair, hand, jaw or background
     # (bench/experiments/demo_detection_labels.csv; MTCNN's 0.7 threshold alone boxed 29 of them)
-    spec = importlib.util.spec_from_file_location("detection_filter", ROOT / "bench" / "detection_filter.py")
+    spec = importlib.util.spec_from_file_location("detection_filter", ROOT / "bench" / "experiments" / "detection_filter.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     labels = bench.read_labels()

@@ -127,4 +127,4 @@ def test_command_line_names_what_is_wrong(tmp_path, capsys):
     assert main(["pack", str(tmp_path / "p"), "labelled"]) == 2
     assert main(["unpack", str(tmp_path / "nothing"), str(tmp_path / "d")]) == 2
     err = capsys.readouterr().err
-    assert "roots are NAME=DIR" in err and "no part-*.npz under" in err
+    assert "no folder labelled" in err and "no part-*.npz under" in err

@@ -3,7 +3,7 @@ crops re-encoded as WebP in parts of a set size, and the teacher's embedding of 
 (``teacher.npz``, ``facecore.training.teacher_table``). Unpacked there, the folders keep their layout and
 ``create_teacher("table", path=...)`` reads the table, so ``facecore.training.train`` runs unchanged.
 
-    python tools/pack_for_gpu.py pack DST NAME=DIR ... [--teacher dlib] [--part_mib 60]
+    python tools/pack_for_gpu.py pack DST DIR|NAME=DIR ... [--teacher dlib] [--part_mib 60]
     python tools/pack_for_gpu.py unpack SRC DST
     python tools/pack_for_gpu.py slim LAST_PT DST [--mantissa_bits 6]
 
@@ -31,8 +31,7 @@ from facecore.core.files import OK, atomic_write_bytes, load_rgb
 from facecore.core.paths import project_path
 from facecore.training.data import scan_identities, shuffled_batches, split_per_identity
 from facecore.training.distill import scan_unlabelled
-from facecore.training.teacher_table import TABLE, table_keys, write_table
-from facecore.training.teachers import create_teacher
+from facecore.training.teacher_table import TABLE, add_table_arguments, table_inputs, table_keys, write_table
 
 
 def _webp(args: tuple[str, int]) -> bytes:
@@ -149,15 +148,12 @@ def epoch_steps(cfg, capped: bool = True) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``pack DST NAME=DIR ... [--teacher dlib]``, ``unpack SRC DST`` or ``slim LAST_PT DST [--mantissa_bits 6]``."""
+    """``pack DST DIR|NAME=DIR ... [--teacher dlib]``, ``unpack SRC DST`` or ``slim LAST_PT DST [--mantissa_bits 6]``."""
     ap = argparse.ArgumentParser(prog="python tools/pack_for_gpu.py", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("pack", help="crops + teacher table -> parts")
     p.add_argument("dst")
-    p.add_argument("roots", nargs="+", metavar="NAME=DIR", help="e.g. labelled=../facecore-data/aligned/celeba-10k-112")
-    p.add_argument("--teacher", default="dlib")
-    p.add_argument("--framing", default="ours", help="dlib teacher: ours or dlib")
-    p.add_argument("--cache_dir", default="cache/crops/teacher", help="the teacher cache of the training runs")
+    add_table_arguments(p)
     p.add_argument("--quality", type=int, default=80)
     p.add_argument("--part_mib", type=float, default=60.0)
     p.add_argument("--workers", type=int, default=2)
@@ -176,12 +172,8 @@ def main(argv: list[str] | None = None) -> int:
         if a.cmd == "unpack":
             print(json.dumps({k: str(v) for k, v in unpack(a.src, a.dst).items()}))
             return 0
-        bad = [r for r in a.roots if "=" not in r]
-        if bad:
-            raise ValueError(f"pack: roots are NAME=DIR (e.g. labelled=DATA_DIR), got {bad}")
-        roots = dict(r.split("=", 1) for r in a.roots)
-        teacher = create_teacher(a.teacher, **({"framing": a.framing} if a.teacher == "dlib" else {}))
-        print(json.dumps(pack(roots, a.dst, teacher, project_path(a.cache_dir), a.quality, a.part_mib, a.workers)))
+        roots, teacher, cache_dir = table_inputs(a)
+        print(json.dumps(pack(roots, a.dst, teacher, cache_dir, a.quality, a.part_mib, a.workers)))
     except (ValueError, FileNotFoundError) as e:
         print(f"python tools/pack_for_gpu.py: {e}", file=sys.stderr)
         return 2

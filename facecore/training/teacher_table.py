@@ -65,19 +65,31 @@ def parse_roots(items: list[str]) -> dict[str, str]:
     return roots
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m facecore.training.teacher_table DST DIR|NAME=DIR ... [--teacher dlib] [--framing ours]``"""
-    ap = argparse.ArgumentParser(prog="python -m facecore.training.teacher_table", description=__doc__.split("\n\n")[0])
-    ap.add_argument("dst", help="the table to write, e.g. teacher.npz")
+def add_table_arguments(ap: argparse.ArgumentParser) -> None:
+    """The command-line arguments of a table: its crop folders, the teacher and the teacher's cache."""
     ap.add_argument("roots", nargs="+", metavar="DIR|NAME=DIR", help="aligned crop folders the training reads")
     ap.add_argument("--teacher", default="dlib")
     ap.add_argument("--framing", default="ours", help="dlib teacher: ours or dlib")
     ap.add_argument("--cache_dir", default="cache/crops/teacher", help="the teacher cache of the training runs")
+
+
+def table_inputs(a: argparse.Namespace) -> tuple[dict[str, str], object, Path]:
+    """(crop folders by name, the teacher, its cache folder) from ``add_table_arguments``' arguments;
+    the folders are checked before the teacher is built."""
+    roots = parse_roots(a.roots)
+    teacher = create_teacher(a.teacher, **({"framing": a.framing} if a.teacher == "dlib" else {}))
+    return roots, teacher, project_path(a.cache_dir)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m facecore.training.teacher_table DST DIR|NAME=DIR ... [--teacher dlib] [--framing ours]``"""
+    ap = argparse.ArgumentParser(prog="python -m facecore.training.teacher_table", description=__doc__.split("\n\n")[0])
+    ap.add_argument("dst", help="the table to write, e.g. teacher.npz")
+    add_table_arguments(ap)
     a = ap.parse_args(argv)
     try:
-        roots = parse_roots(a.roots)
-        teacher = create_teacher(a.teacher, **({"framing": a.framing} if a.teacher == "dlib" else {}))
-        print(json.dumps(write_table(roots, a.dst, teacher, project_path(a.cache_dir))))
+        roots, teacher, cache_dir = table_inputs(a)
+        print(json.dumps(write_table(roots, a.dst, teacher, cache_dir)))
     except (ValueError, FileNotFoundError) as e:
         print(f"python -m facecore.training.teacher_table: {e}", file=sys.stderr)
         return 2
