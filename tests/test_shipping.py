@@ -3,23 +3,22 @@ import json
 import numpy as np
 import pytest
 
-import facecore.core.zoo
-import facecore.evaluation.protocols
-import facecore.networks.models
+import facecore.training.shipping as shipping
 from facecore.training.shipping import promote
 
 
 @pytest.fixture
 def zoo(monkeypatch, tmp_path):
-    """A shipped model 'm' (a file whose text is its per-fold accuracy) and fake evaluation/hashing."""
+    """A shipped model 'm' (a file whose text is its per-fold accuracy) and fake evaluation/hashing
+    (patched where shipping looks them up)."""
     shipped = tmp_path / "m.pt"
     shipped.write_text("0.90")
     recorded = {}
-    monkeypatch.setattr(facecore.core.zoo, "shipped_models", lambda: {"m": (shipped, None)})
-    monkeypatch.setattr(facecore.core.zoo, "record_hash", lambda p: recorded.setdefault("m", ("m", p.read_text())))
-    monkeypatch.setattr(facecore.networks.models, "load_embedder", lambda p, device="cpu": p)
+    monkeypatch.setattr(shipping, "shipped_models", lambda: {"m": (shipped, None)})
+    monkeypatch.setattr(shipping, "record_hash", lambda p: recorded.setdefault("m", ("m", p.read_text())))
+    monkeypatch.setattr(shipping, "load_embedder", lambda p, device="cpu": p)
     folds = lambda p: np.full(10, float(open(p).read())) + np.linspace(-0.01, 0.01, 10)  # noqa: E731
-    monkeypatch.setattr(facecore.evaluation.protocols, "evaluate", lambda name, e, aligned_dir=None, cache_dir=None: {
+    monkeypatch.setattr(shipping, "evaluate", lambda name, e, aligned_dir=None, cache_dir=None: {
         "lfw_acc": folds(e).mean(), "lfw_std": folds(e).std(), "accuracies": folds(e)})
     return shipped, recorded
 
