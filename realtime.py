@@ -1,4 +1,4 @@
-"""Real-time face recognition on a webcam, a video file or a folder of images (``facecore.realtime``).
+"""Real-time face recognition on a webcam, a video file or a folder of images (``facecore.recognition.realtime``).
 
     python realtime.py --model_name NAME                     # webcam 0, window if there is a screen
     python realtime.py --source clip.mp4 -o gifs/out.gif --no-display
@@ -7,7 +7,7 @@ The same command as ``facecore-realtime`` (installed with the package); ``--help
 """
 import sys
 
-from facecore.realtime import main
+from facecore.recognition.realtime import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -27,10 +27,10 @@ def main() -> None:
     from facenet_pytorch import MTCNN
     from PIL import Image
 
-    from facecore.files import list_images
-    from facecore.runtime import set_threads
-    from facecore.folder import align_folder
-    from facecore.paths import data_path
+    from facecore.core.files import list_images
+    from facecore.core.runtime import set_threads
+    from facecore.detection.folder import align_folder
+    from facecore.core.paths import data_path
 
     if args.threads:
         set_threads(args.threads)

@@ -8,8 +8,8 @@
 
     .venv/bin/python bench/bad_inputs.py [--only realtime,gallery,align,align-integrity,train,pipeline]
 
-Every probe runs a command line the way a user would (``realtime.py``, ``python -m facecore.folder``,
-``python -m facecore.pipeline``, ``python -m facecore.train``) in a scratch folder and then checks what
+Every probe runs a command line the way a user would (``realtime.py``, ``python -m facecore.detection.folder``,
+``python -m facecore.pipeline``, ``python -m facecore.training.train``) in a scratch folder and then checks what
 is on disk. A row passes when the exit code is the documented one (2 for bad input, 0 for a run that
 recovers or is stopped by a signal), no traceback is printed and nothing is lost or stale.
 
@@ -17,7 +17,7 @@ Add a probe with one small function::
 
     @probe("train", "fewer than two identities", expect=2)
     def _(work: Path) -> Outcome:
-        r = run([PY, "-m", "facecore.train", ...])
+        r = run([PY, "-m", "facecore.training.train", ...])
         return Outcome(r.returncode, r.stderr, lost="")  # lost: what was lost or stale, "" if nothing
 """
 from __future__ import annotations
@@ -38,8 +38,8 @@ from typing import Callable
 
 import numpy as np
 
-from facecore.paths import PROJECT_ROOT as ROOT
-from facecore.paths import data_root
+from facecore.core.paths import PROJECT_ROOT as ROOT
+from facecore.core.paths import data_root
 
 PY = sys.executable
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -74,7 +74,7 @@ def checkpoint() -> Path:
     """A small random EfficientNet-B0 checkpoint (the probes test plumbing, not accuracy)."""
     import torch
 
-    from facecore.models import checkpoint_meta, create_model, save_checkpoint
+    from facecore.networks.models import checkpoint_meta, create_model, save_checkpoint
 
     torch.manual_seed(0)
     path = Path(tempfile.mkdtemp(prefix="bad-inputs-")) / "b0.pt"
@@ -204,7 +204,7 @@ def _(work: Path) -> Outcome:
     entries[0].write_bytes(entries[0].read_bytes()[:40])
     entries[-1].write_bytes(b"")
     r = _gallery_run(work, people)
-    from facecore.embed import _read_entry
+    from facecore.evaluation.embed import _read_entry
 
     bad = [e.name for e in entries if _read_entry(e) is None]
     named = all(str(e) in r.stderr for e in (entries[0], entries[-1]))
@@ -214,7 +214,7 @@ def _(work: Path) -> Outcome:
 
 @probe("gallery", "photo removed and photo replaced", expect=0)
 def _(work: Path) -> Outcome:
-    from facecore.embed import file_key
+    from facecore.evaluation.embed import file_key
 
     people = work / "people"
     shutil.copytree(PEOPLE, people)
@@ -233,7 +233,7 @@ def _(work: Path) -> Outcome:
 
 # ----------------------------------------------------------------------------- alignment journal
 def _align(src: Path, dst: Path, *extra) -> subprocess.CompletedProcess:
-    return run([PY, "-m", "facecore.folder", src, dst, *extra])
+    return run([PY, "-m", "facecore.detection.folder", src, dst, *extra])
 
 
 def _three(work: Path) -> Path:
@@ -255,7 +255,7 @@ def _(work: Path) -> Outcome:
 
 @probe("align", "resume after a source was replaced", expect=0)
 def _(work: Path) -> Outcome:
-    from facecore.folder import read_manifest
+    from facecore.detection.folder import read_manifest
 
     src, dst = _three(work), work / "out"
     _align(src, dst)
@@ -274,8 +274,8 @@ def _(work: Path) -> Outcome:
     _align(src, dst)
     text = (dst / "manifest.csv").read_text()
     (dst / "manifest.csv").write_text(text[:-30])
-    return Outcome(run([PY, "-m", "facecore.folder", "--check", dst]).returncode,
-                   run([PY, "-m", "facecore.folder", "--check", dst]).stderr)
+    return Outcome(run([PY, "-m", "facecore.detection.folder", "--check", dst]).returncode,
+                   run([PY, "-m", "facecore.detection.folder", "--check", dst]).stderr)
 
 
 @probe("align", "torn manifest.csv, then a rerun rewrites it", expect=0)
@@ -285,7 +285,7 @@ def _(work: Path) -> Outcome:
     text = (dst / "manifest.csv").read_text()
     (dst / "manifest.csv").write_text(text[:-30])
     r = _align(src, dst)
-    ok = run([PY, "-m", "facecore.folder", "--check", dst]).returncode == 0
+    ok = run([PY, "-m", "facecore.detection.folder", "--check", dst]).returncode == 0
     return Outcome(r.returncode, r.stderr, "" if ok else "manifest still torn")
 
 
@@ -293,7 +293,7 @@ def _(work: Path) -> Outcome:
 def _(work: Path) -> Outcome:
     from PIL import Image
 
-    from facecore.folder import read_manifest
+    from facecore.detection.folder import read_manifest
 
     face_jpeg = sorted((data_root() / "lfw" / "lfw-deepfunneled" / "Aaron_Eckhart").glob("*.jpg"))[0]
     d = work / "src" / "person"
@@ -341,7 +341,7 @@ def _(work: Path) -> Outcome:
     d.mkdir(parents=True)
     for i in range(4):
         Image.fromarray(np.full((112, 112, 3), 40 * i, np.uint8)).save(d / f"{i}.jpg")
-    r = run([PY, "-m", "facecore.train", "--out", work / "run", "--set", f'data_dir="{work / "data"}"',
+    r = run([PY, "-m", "facecore.training.train", "--out", work / "run", "--set", f'data_dir="{work / "data"}"',
              "--set", 'lfw_dir=""', "--set", "min_images=1", "--set", "epochs=1", "--quiet"])
     return Outcome(r.returncode, r.stderr)
 
@@ -433,7 +433,7 @@ for _target, _kib in [("o.gif", 8), ("o.mp4", 8), ("r.json", 1)]:
 
 
 # ----------------------------------------------------------------------------- values and profiles
-# Values that cannot be right are refused where they enter (facecore.checks, settings limits,
+# Values that cannot be right are refused where they enter (facecore.core.checks, settings limits,
 # checkpoint meta and weights), before any work; a malformed profile is one line. All exit 2.
 def _spoiled_checkpoint(work: Path, name: str, change) -> Path:
     """``checkpoint()`` with ``change(blob)`` applied, written as a user's broken file would be."""
@@ -492,7 +492,7 @@ def _(work: Path) -> Outcome:
 
 
 def _train(work: Path, *sets: str) -> subprocess.CompletedProcess:
-    return run([PY, "-m", "facecore.train", "--out", work / "run", "--quiet", *[a for s in sets for a in ("--set", s)]])
+    return run([PY, "-m", "facecore.training.train", "--out", work / "run", "--quiet", *[a for s in sets for a in ("--set", s)]])
 
 
 def _train_set_probe(item: str) -> Callable[[Path], Outcome]:
@@ -577,7 +577,7 @@ def _(work: Path) -> Outcome:
 
 # ============================================================================= outputs, caches, read-only, people
 # Groups "outputs", "readonly", "caches", "people": no file that is not facecore's own is written or deleted
-# (facecore.files.output_target, facecore.cache), a damaged cache entry is a miss, a read-only destination
+# (facecore.core.files.output_target, facecore.core.cache), a damaged cache entry is a miss, a read-only destination
 # is one line (or a no-op when complete), a person folder without a readable photo is named.
 def _one_line(r: subprocess.CompletedProcess) -> str:
     return "" if len(r.stderr.strip().splitlines()) == 1 else f"{len(r.stderr.strip().splitlines())} stderr lines"
@@ -660,7 +660,7 @@ def _(work: Path) -> Outcome:
 
 def _align_timed(src: Path, dst: Path, timeout_s: int = 300) -> subprocess.CompletedProcess:
     try:
-        return subprocess.run([PY, "-m", "facecore.folder", str(src), str(dst)], cwd=ROOT, env=ENV,
+        return subprocess.run([PY, "-m", "facecore.detection.folder", str(src), str(dst)], cwd=ROOT, env=ENV,
                               capture_output=True, text=True, timeout=timeout_s)
     except subprocess.TimeoutExpired:
         return subprocess.CompletedProcess([], -9, "", f"hung for {timeout_s} s")
@@ -706,7 +706,7 @@ def _read_only(folder: Path, cmd: list) -> subprocess.CompletedProcess:
 def _(work: Path) -> Outcome:
     src, dst = _three(work), work / "out"
     dst.mkdir()
-    r = _read_only(dst, [PY, "-m", "facecore.folder", src, dst])
+    r = _read_only(dst, [PY, "-m", "facecore.detection.folder", src, dst])
     return Outcome(r.returncode, r.stderr, _one_line(r) or ("" if not any(dst.iterdir()) else "wrote in it"))
 
 
@@ -715,7 +715,7 @@ def _(work: Path) -> Outcome:
     src, dst = _three(work), work / "out"
     _align(src, dst)
     before = {p: p.stat().st_mtime_ns for p in dst.rglob("*")}
-    r = _read_only(dst, [PY, "-m", "facecore.folder", src, dst])
+    r = _read_only(dst, [PY, "-m", "facecore.detection.folder", src, dst])
     after = {p: p.stat().st_mtime_ns for p in dst.rglob("*")}
     return Outcome(r.returncode, r.stderr, "" if after == before else "files changed")
 
@@ -736,8 +736,8 @@ def _(work: Path) -> Outcome:
 
 @probe("caches", "--cache_dir at an evaluation embedding cache", expect=0)
 def _(work: Path) -> Outcome:
-    from facecore.embed import embed_files
-    from facecore.models import load_embedder
+    from facecore.evaluation.embed import embed_files
+    from facecore.networks.models import load_embedder
 
     crops = sorted((data_root() / "lfw" / "lfw-deepfunneled" / "George_W_Bush").glob("*.jpg"))[:4]
     embed_files(crops, load_embedder(checkpoint()), aligned=True, cache_dir=work / "emb", progress=False)
@@ -810,7 +810,7 @@ def _(work: Path) -> Outcome:
 # ----------------------------------------------------------------------------- align-integrity
 # An aligned folder is never left stale or inconsistent by a run that exits 0, and --check tells.
 def _check(dst: Path, *src) -> subprocess.CompletedProcess:
-    return run([PY, "-m", "facecore.folder", "--check", *src, dst])
+    return run([PY, "-m", "facecore.detection.folder", "--check", *src, dst])
 
 
 for _flag, _value in [("--limit", "-2"), ("--size", "0"), ("--size", "100000"), ("--min_face_frac", "5"),
@@ -835,7 +835,7 @@ def _(work: Path) -> Outcome:
 def _(work: Path) -> Outcome:
     from PIL import Image
 
-    from facecore.folder import read_manifest
+    from facecore.detection.folder import read_manifest
 
     src, dst = _three(work), work / "out"
     Image.open(src / "p" / "0.jpg").save(src / "p" / "x.png")
@@ -853,7 +853,7 @@ def _(work: Path) -> Outcome:
 
 RACE = """
 import os, sys
-import facecore.folder as folder
+import facecore.detection.folder as folder
 real, target, other = folder.load_rgb, sys.argv[1], sys.argv[2]
 def racing(arg, max_side=1024):  # the photo is rewritten right after the read that is decoded
     img = real(arg, max_side=max_side)
@@ -870,8 +870,8 @@ sys.exit(folder.main(sys.argv[3:]))
 def _(work: Path) -> Outcome:
     from PIL import Image
 
-    from facecore.files import file_digest
-    from facecore.folder import read_manifest
+    from facecore.core.files import file_digest
+    from facecore.detection.folder import read_manifest
 
     src, dst = _three(work), work / "out"
     photos = [src / "p" / f"{i}.bmp" for i in range(3)]
@@ -943,7 +943,7 @@ def _(work: Path) -> Outcome:
     for f in sorted((data_root() / "lfw" / "lfw-deepfunneled").glob("A*/*.jpg"))[:40]:
         (src / f.parent.name).mkdir(parents=True, exist_ok=True)
         shutil.copy(f, src / f.parent.name / f.name)
-    runs = [subprocess.Popen([PY, "-m", "facecore.folder", src, work / "out"], cwd=ROOT, env=ENV, stderr=subprocess.PIPE,
+    runs = [subprocess.Popen([PY, "-m", "facecore.detection.folder", src, work / "out"], cwd=ROOT, env=ENV, stderr=subprocess.PIPE,
                              stdout=subprocess.DEVNULL, text=True) for _ in range(2)]
     errs = [p.communicate(timeout=900)[1] for p in runs]
     codes = [p.returncode for p in runs]

@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from facecore.paths import PROJECT_ROOT
+from facecore.core.paths import PROJECT_ROOT
 
 
 def main() -> None:
@@ -25,11 +25,11 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=2)
     args = p.parse_args()
 
-    from facecore.embed import aligned_input
-    from facecore.files import list_images, load_rgb
-    from facecore.recognizer import load_model
-    from facecore.runtime import set_threads
-    from facecore.teachers import create_teacher
+    from facecore.evaluation.embed import aligned_input
+    from facecore.core.files import list_images, load_rgb
+    from facecore.recognition.recognizer import load_model
+    from facecore.core.runtime import set_threads
+    from facecore.training.teachers import create_teacher
 
     set_threads(1)
     root = PROJECT_ROOT / "cache" / "aligned" / "lfw-112"

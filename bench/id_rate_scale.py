@@ -8,7 +8,7 @@ same-identity similarities around 0.12, in the tail of the impostor distribution
 0 nor 1), distractors uniform on the sphere. Prints the streaming run's wall time and peak memory
 (``ru_maxrss``) above the resident size with the embeddings loaded, the time the bare float64 matrix
 products of all pairs take (the floor, extrapolated from one tile), then a side-by-side run of the
-brute force (``facecore.metrics.id_rate``) and the streaming version on all queries x
+brute force (``facecore.evaluation.metrics.id_rate``) and the streaming version on all queries x
 ``--compare-distractors`` distractors: both times, the ratio and whether they agree exactly.
 """
 from __future__ import annotations
@@ -89,8 +89,8 @@ def main() -> None:
     ap.add_argument("--fast", action="store_true", help="float32 products (exact=False)")
     args = ap.parse_args()
 
-    from facecore.idrate import id_rate_streaming
-    from facecore.metrics import id_rate
+    from facecore.evaluation.idrate import id_rate_streaming
+    from facecore.evaluation.metrics import id_rate
 
     exact = not args.fast
     t = time.perf_counter()

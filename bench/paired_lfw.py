@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from facecore.paths import PROJECT_ROOT
+from facecore.core.paths import PROJECT_ROOT
 
 
 def main() -> None:
@@ -21,11 +21,11 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
 
-    from facecore.metrics import paired_difference
-    from facecore.models import load_embedder
-    from facecore.protocols import evaluate
-    from facecore.runtime import set_threads
-    from facecore.zoo import shipped_models
+    from facecore.evaluation.metrics import paired_difference
+    from facecore.networks.models import load_embedder
+    from facecore.evaluation.protocols import evaluate
+    from facecore.core.runtime import set_threads
+    from facecore.core.zoo import shipped_models
 
     set_threads(args.threads)
     zoo = shipped_models()

@@ -5,7 +5,7 @@
 Both runs decode the same clip (default: the demo clip in $FACECORE_DATA), recognise every frame
 and draw the overlay; model loading and gallery building are excluded. The straightforward loop
 runs MTCNN on every full frame and embeds every face (no tracking); ours is
-``facecore.recognize.Recognizer``. Printed: each one's frames per second, the ratio, how often
+``facecore.recognition.recognize.Recognizer``. Printed: each one's frames per second, the ratio, how often
 our per-frame identity decisions agree with the straightforward loop's (face-frame by face-frame,
 faces paired by IoU), and the labelled face-frames per person. Runs alternate (ours, theirs,
 ours, ...) when ``--repeats`` > 1, and the fastest run of each is reported.
@@ -15,13 +15,13 @@ from __future__ import annotations
 import argparse
 import time
 
-from facecore.paths import PROJECT_ROOT as ROOT
-from facecore.paths import data_root
+from facecore.core.paths import PROJECT_ROOT as ROOT
+from facecore.core.paths import data_root
 
 
 def parse_args() -> argparse.Namespace:
-    from facecore.recognize import RecognizerConfig
-    from facecore.recognizer import REALTIME_FPR
+    from facecore.recognition.recognize import RecognizerConfig
+    from facecore.recognition.recognizer import REALTIME_FPR
 
     demo, defaults = data_root() / "demo", RecognizerConfig()  # realtime.py's defaults
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -54,8 +54,9 @@ def parse_args() -> argparse.Namespace:
 
 def timed_run(source: str, step, max_frames: int | None) -> tuple[list, float]:
     """Per-frame results of ``step(frame)`` over the clip (decode + step + overlay) and the seconds taken."""
-    from facecore.drawing import draw_faces
-    from facecore.video import open_source
+    from facecore.recognition.drawing import draw_faces
+    from facecore.recognition.video import open_source
+    from facecore.recognition.video import draw_faces, open_source
 
     out = []
     src = open_source(source)
@@ -75,15 +76,15 @@ def main() -> None:
     args = parse_args()
     import torch
 
-    from facecore.runtime import set_threads
+    from facecore.core.runtime import set_threads
 
     set_threads(max(1, args.threads))
-    from facecore.detectors import create_detector
-    from facecore.gallery import build_gallery
-    from facecore.recognize import (Recognizer, RecognizerConfig, agreement, embed_bf16, label_changes,
-                                    label_counts, recognize_frame)
-    from facecore.recognizer import load_model
-    from facecore.video import open_source
+    from facecore.detection.detectors import create_detector
+    from facecore.recognition.gallery import build_gallery
+    from facecore.recognition.recognize import (Recognizer, RecognizerConfig, agreement, embed_bf16, label_changes,
+                                                label_counts, recognize_frame)
+    from facecore.recognition.recognizer import load_model
+    from facecore.recognition.video import open_source
 
     embedder, threshold, origin = load_model(args.model_name, args.checkpoint, args.fpr, args.threshold, args.device,
                                              args.head)

@@ -7,8 +7,8 @@
 __version__ = "0.1.0"
 
 # The library API at the top, imported on first use (``import facecore`` stays light: no torch).
-_LAZY = {"Recognizer": "recognize", "RecognizerConfig": "recognize", "FaceResult": "recognize",
-         "Verification": "photos"}
+_LAZY = {"Recognizer": "recognition.recognize", "RecognizerConfig": "recognition.recognize", "FaceResult": "recognition.recognize",
+         "Verification": "recognition.photos"}
 __all__ = ["__version__", *_LAZY]
 
 

@@ -3,7 +3,7 @@
     python -m facecore.pipeline --profile demo|smoke|full|FILE.yaml [--stages a,b] [-p NAME=VALUE ...] [--list] [--dry-run]
 
 Profiles live in ``notebooks/profiles/<name>.yaml`` (or any file: a ``--profile`` value with a path
-separator or ending in ``.yaml``/``.yml`` is a path; ``facecore.profiles`` checks its shape): a list of
+separator or ending in ``.yaml``/``.yml`` is a path; ``facecore.core.profiles`` checks its shape): a list of
 stages, each a notebook executed by papermill into ``runs/<profile>/`` (git-ignored) with its
 parameters, or a command. ``${DATA}`` in
 a value is the data root (``$FACECORE_DATA``, default ``../shared/data``), ``${WORK}`` the folder for
@@ -12,7 +12,7 @@ large staged sets and long runs outside the project (``$FACECORE_WORK``, default
 checked, and all that is missing is named at once. ``-p NAME=VALUE`` is checked against the parameters
 cells of the selected stages' notebooks (name and declared type; exit 2 with one line otherwise) and
 goes to the stages whose notebook declares it. The loss-family notebooks take the shared training
-settings (``facecore.settings``: ``EPOCHS``, ``ARCH``, ...) in one ``TRAINING`` dict; profiles and
+settings (``facecore.core.settings``: ``EPOCHS``, ``ARCH``, ...) in one ``TRAINING`` dict; profiles and
 ``-p`` name them flat (or ``-p 'TRAINING={EPOCHS: 5, LR: 0.2}'``), and the pipeline puts them into
 ``TRAINING``; a ``-p`` value wins over the profile's, and every value is checked against the setting's
 type and limits before any stage runs. A float given as ``nan`` or ``inf`` is refused. Executed notebooks are numbered
@@ -23,14 +23,17 @@ from __future__ import annotations
 
 import argparse
 import math
+import ast
+import json
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from .paths import PROJECT_ROOT, data_root
-from .profiles import PROFILES_DIR, ProfileError, list_profiles, load_profile, profile_name  # noqa: F401
+from .core.paths import PROJECT_ROOT, data_root
+from .core.profiles import PROFILES_DIR, ProfileError, list_profiles, load_profile, profile_name  # noqa: F401
+from .core.settings import TRAINING_SETTINGS, check_training
 
 def missing_data(stages: list[dict]) -> list[str]:
     """What the stages require and is not there, unless an earlier stage of the list makes it (its
@@ -49,9 +52,6 @@ def missing_data(stages: list[dict]) -> list[str]:
 
 def notebook_parameters(notebook: str | os.PathLike) -> dict[str, tuple[str, object]]:
     """NAME -> (declared type, default) of a notebook's ``parameters`` cell (annotated literals)."""
-    import ast
-    import json
-
     path = PROJECT_ROOT / notebook
     cells = json.loads(path.read_text())["cells"]
     cell = next((c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])), None)
@@ -69,12 +69,11 @@ def notebook_parameters(notebook: str | os.PathLike) -> dict[str, tuple[str, obj
 
 
 def accepted_parameters(notebook: str | os.PathLike) -> dict[str, tuple[str, object]]:
-    """``notebook_parameters``, plus the shared training settings (``facecore.settings``) where the
+    """``notebook_parameters``, plus the shared training settings (``facecore.core.settings``) where the
     notebook takes them in a ``TRAINING`` dict."""
     declared = notebook_parameters(notebook)
     if not _takes_training(declared):
         return declared
-    from .settings import TRAINING_SETTINGS
 
     return {n: (type(s.default).__name__, s.default) for n, s in TRAINING_SETTINGS.items()} | declared
 
@@ -82,7 +81,6 @@ def accepted_parameters(notebook: str | os.PathLike) -> dict[str, tuple[str, obj
 def stage_parameters(stage: dict) -> dict:
     """The papermill parameters of a notebook stage: the shared training settings it names flat move
     into the notebook's ``TRAINING`` dict where it takes one (checked: ValueError naming the stage)."""
-    from .settings import TRAINING_SETTINGS, check_training
 
     params = dict(stage.get("parameters", {}))
     declared = notebook_parameters(stage["notebook"])
@@ -112,8 +110,6 @@ def _takes_training(declared: dict[str, tuple[str, object]]) -> bool:
 
 
 def _literal(node) -> object:
-    import ast
-
     try:
         return ast.literal_eval(node)
     except ValueError:  # not a literal: its type is all that is known
@@ -125,8 +121,6 @@ _TYPES = {"int": (int,), "float": (float, int), "str": (str,), "bool": (bool,), 
 
 def check_value(name: str, raw: str, declared: str, default: object) -> object:
     """``raw`` (YAML) as a value of the declared type; raises ValueError naming the parameter."""
-    import yaml
-
     kinds = [k.strip() for k in declared.split("|")]
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
@@ -173,8 +167,6 @@ def apply_overrides(stages: list[tuple[int, dict]], items: list[str]) -> None:
 def _override(stage: dict, name: str, raw: str, declared: dict[str, tuple[str, object]]) -> None:
     """Set ``-p name=raw`` in a stage's parameters; the shared settings of a notebook that takes them in
     ``TRAINING`` (named flat or as ``TRAINING={...}``) go into that dict, replacing the profile's values."""
-    from .settings import TRAINING_SETTINGS, check_training
-
     value = check_value(name, raw, *declared[name])
     params = dict(stage.get("parameters", {}))
     if not _takes_training(declared) or (name != "TRAINING" and name not in TRAINING_SETTINGS):
@@ -204,7 +196,7 @@ def run_stage(stage: dict, profile: str, index: int) -> None:
     runs = PROJECT_ROOT / "runs" / profile
     runs.mkdir(parents=True, exist_ok=True)
     if "notebook" in stage:
-        import papermill as pm
+        import papermill as pm  # deferred: heavy (~2 s): only running a stage needs it (--list and --dry-run do not)
 
         out = runs / f"{index:02d}-{stage['name']}.ipynb"
         pm.execute_notebook(str(PROJECT_ROOT / stage["notebook"]), str(out), parameters=stage_parameters(stage),

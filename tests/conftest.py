@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from facecore.paths import data_root  # facecore is installed (editable) into .venv by the Makefile
+from facecore.core.paths import data_root  # facecore is installed (editable) into .venv by the Makefile
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -38,7 +38,7 @@ def data_dir() -> Path:
 def one_torch_thread():
     """One torch thread for a module, as realtime.py runs: small networks on a busy 2-core CPU
     crawl with more."""
-    from facecore.runtime import set_threads
+    from facecore.core.runtime import set_threads
 
     threads = set_threads(1)
     yield

@@ -3,8 +3,8 @@ import math
 import numpy as np
 import pytest
 
-from facecore.align import (ARCFACE_TEMPLATE_112, apply_transform, eye_centres_error, similarity_transform,
-                            template, warp_face)
+from facecore.detection.align import (ARCFACE_TEMPLATE_112, apply_transform, eye_centres_error, similarity_transform,
+                                      template, warp_face)
 
 
 def test_template_maps_onto_itself():

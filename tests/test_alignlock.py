@@ -64,7 +64,7 @@ def test_a_run_in_progress_refuses_a_second_and_its_end_lets_the_next_in(src, tm
 
 
 def test_a_lock_held_by_this_process_is_refused(src, tmp_path):
-    from facecore.alignlock import AlignmentBusy, lock_owner
+    from facecore.detection.alignlock import AlignmentBusy, lock_owner
 
     dst = tmp_path / "out"
     dst.mkdir()
@@ -82,8 +82,8 @@ def test_a_lock_held_by_this_process_is_refused(src, tmp_path):
 
 def test_without_flock_the_pid_decides(src, tmp_path, monkeypatch):
     """On a file system without flock: a lock naming a live process is held, one naming an ended process is stale."""
-    import facecore.alignlock as alignlock
-    from facecore.alignlock import AlignmentBusy
+    import facecore.detection.alignlock as alignlock
+    from facecore.detection.alignlock import AlignmentBusy
 
     def no_flock(fd, op):
         raise OSError(errno.ENOLCK, "no locks available")

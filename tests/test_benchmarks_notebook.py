@@ -27,8 +27,8 @@ def test_tiny_run_writes_the_table_of_the_protocols(tmp_path):
 
     import config
 
-    from facecore.evaluation import random_baseline
-    from facecore.protocols import evaluate
+    from facecore.evaluation.identification import random_baseline
+    from facecore.evaluation.protocols import evaluate
 
     need_data("lfw", "lfw-deepfunneled")
     tiny = {"MAX_QUERY_IDENTITIES": 3, "MAX_DISTRACTORS": 5, "FPRS": [0.1, 0.01], "SEED": 2}

@@ -1,4 +1,4 @@
-"""Cache ownership (facecore.cache): only marked caches are pruned, only entries named by the key scheme,
+"""Cache ownership (facecore.core.cache): only marked caches are pruned, only entries named by the key scheme,
 and only those no gallery uses; a damaged entry of any cache is a miss with a one-line warning."""
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ import pytest
 import torch
 from PIL import Image
 
-from facecore.align import template
-from facecore.cache import MARKER, REFS, REFS_TTL_DAYS, cache_kind, claim, entries, prune
-from facecore.detect import Detection
-from facecore.embed import embed_files, file_key
-from facecore.gallery import build_gallery
-from facecore.models import Embedder, checkpoint_meta
+from facecore.core.cache import MARKER, REFS, REFS_TTL_DAYS, cache_kind, claim, entries, prune
+from facecore.detection.align import template
+from facecore.detection.detect import Detection
+from facecore.evaluation.embed import embed_files, file_key
+from facecore.networks.models import Embedder, checkpoint_meta
+from facecore.recognition.gallery import build_gallery
 
 K1, K2, K3 = "1" * 40, "2" * 40, "3" * 40
 
@@ -203,7 +203,7 @@ def test_a_read_only_or_blocked_cache_is_a_warning(tmp_path, people):
 def test_a_damaged_crop_cache_is_decoded_again(tmp_path):
     import cv2
 
-    from facecore.data import load_crops, scan_identities
+    from facecore.training.data import load_crops, scan_identities
 
     for i in range(4):
         (tmp_path / "faces" / f"p{i % 2}").mkdir(parents=True, exist_ok=True)

@@ -1,10 +1,10 @@
-"""facecore.checkpoint: every checkpoint read is checked (meta and weights), none is written with NaN weights."""
+"""facecore.core.checkpoint: every checkpoint read is checked (meta and weights), none is written with NaN weights."""
 import math
 
 import pytest
 import torch
 
-from facecore.checkpoint import check_meta, check_weights, checkpoint_meta, read_checkpoint, write_checkpoint
+from facecore.core.checkpoint import check_meta, check_weights, checkpoint_meta, read_checkpoint, write_checkpoint
 
 NAN, INF = math.nan, math.inf
 
@@ -95,7 +95,7 @@ def test_nan_weights_are_never_written_over_a_good_file(tmp_path):
 
 
 def _real(tmp_path, name, **change):
-    from facecore.models import create_model, save_checkpoint
+    from facecore.networks.models import create_model, save_checkpoint
 
     torch.manual_seed(0)
     save_checkpoint(tmp_path / name, create_model("efficientnet-b0", embedding_dim=16), _meta(embedding_dim=16))
@@ -106,7 +106,7 @@ def _real(tmp_path, name, **change):
 
 
 def test_load_embedder_refuses_unknown_arch_and_too_small_input(tmp_path):
-    from facecore.models import load_embedder
+    from facecore.networks.models import load_embedder
 
     assert load_embedder(_real(tmp_path, "ok.pt")).input_size == 64
     with pytest.raises(ValueError, match="arch.pt: meta 'arch' 'resnet9000' is no known backbone"):
@@ -117,7 +117,7 @@ def test_load_embedder_refuses_unknown_arch_and_too_small_input(tmp_path):
 
 def test_recognizer_load_model_turns_a_stored_nan_threshold_into_a_model_choice_error(tmp_path):
     """The realtime.py entry point: ModelChoiceError (exit 2 there), naming the file."""
-    from facecore.recognizer import ModelChoiceError, load_model
+    from facecore.recognition.recognizer import ModelChoiceError, load_model
 
     path = _real(tmp_path, "thr.pt", threshold=NAN, threshold_fpr=0.01)
     with pytest.raises(ModelChoiceError, match="thr.pt: meta threshold at FPR 0.01 nan: must be a cosine"):

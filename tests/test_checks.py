@@ -1,10 +1,10 @@
-"""facecore.checks: the range, choice and cosine checks every entry point shares, against brute-force tables."""
+"""facecore.core.checks: the range, choice and cosine checks every entry point shares, against brute-force tables."""
 import itertools
 import math
 
 import pytest
 
-from facecore.checks import COSINE, Limits, check_cosine, number_problem
+from facecore.core.checks import COSINE, Limits, check_cosine, number_problem
 
 NUMBERS = [-math.inf, -2, -1, -0.5, 0, 0.5, 1, 1.5, 2, 7.5, 1e9, math.inf, math.nan]
 

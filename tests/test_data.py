@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from facecore.data import AUGMENTATIONS, PKSampler, augment, augmentation, scan_identities, shuffled_batches, split_per_identity, to_tensor
+from facecore.training.data import AUGMENTATIONS, PKSampler, augment, augmentation, scan_identities, shuffled_batches, split_per_identity, to_tensor
 
 
 def test_pk_sampler_yields_p_identities_times_k_images():
@@ -66,7 +66,7 @@ def test_photometric_augmentation_keeps_the_geometry():
 
 
 def test_unknown_augmentation_is_refused_before_training(tmp_path):
-    from facecore.train import TrainConfig, train
+    from facecore.training.train import TrainConfig, train
 
     cfg = TrainConfig(data_dir=str(tmp_path / "nowhere"), augment="strong", lfw_dir=None)
     with pytest.raises(ValueError, match="unknown augmentation 'strong'.*full.*none.*photometric"):
@@ -88,7 +88,7 @@ def _faces(root, ids=3, per=3, seed=0):
 def test_crop_cache_rereads_changed_pixels(tmp_path):
     import cv2
 
-    from facecore.data import load_crops
+    from facecore.training.data import load_crops
 
     root = _faces(tmp_path / "faces")
     fs = scan_identities(root)
@@ -114,7 +114,7 @@ def test_folder_without_images_says_so(tmp_path):
 
 
 def test_training_refuses_a_single_identity(tmp_path):
-    from facecore.train import TrainConfig, train
+    from facecore.training.train import TrainConfig, train
 
     cfg = TrainConfig(data_dir=str(_faces(tmp_path / "one", ids=1, per=4)), min_images=2, lfw_dir=None,
                       cache_dir=str(tmp_path / "cache"))
@@ -123,7 +123,7 @@ def test_training_refuses_a_single_identity(tmp_path):
 
 
 def test_to_tensor_is_the_checkpoint_preprocessing():
-    from facecore.models import preprocess
+    from facecore.networks.models import preprocess
 
     crops = np.random.default_rng(1).integers(0, 256, (3, 72, 72, 3), dtype=np.uint8)
     ref = torch.from_numpy(crops).permute(0, 3, 1, 2).float() / 127.5 - 1  # brute force, no resize

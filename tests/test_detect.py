@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from facecore.detect import Detection, FaceDetector, plausible_faces, select_face
-from facecore.files import load_rgb
+from facecore.core.files import load_rgb
+from facecore.detection.detect import Detection, FaceDetector, plausible_faces, select_face
 
 
 @pytest.fixture(scope="module")

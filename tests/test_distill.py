@@ -3,10 +3,10 @@ import shutil
 import numpy as np
 import pytest
 
-from facecore import teachers
-from facecore.data import scan_identities
-from facecore.embed import file_key
-from facecore.train import TrainConfig, train
+from facecore.evaluation.embed import file_key
+from facecore.training import teachers
+from facecore.training.data import scan_identities
+from facecore.training.train import TrainConfig, train
 from test_teachers import ToyTeacher
 
 
@@ -55,7 +55,7 @@ def test_teacher_needs_the_distill_loss_and_its_size(toy, data_dir, tmp_path):
 
 
 def test_sharded_teacher_cache_fill(toy, unlabelled, tmp_path, capsys):
-    from facecore.distill import main
+    from facecore.training.distill import main
 
     cache = tmp_path / "tc"
     assert main([str(unlabelled), "--teacher", "toy", "--shard", "1/3", "--cache_dir", str(cache)]) == 0
@@ -71,7 +71,7 @@ def test_sharded_teacher_cache_fill(toy, unlabelled, tmp_path, capsys):
 
 
 def test_center_targets_against_a_brute_force_reference():
-    from facecore.distill import center_targets
+    from facecore.training.distill import center_targets
 
     rng = np.random.default_rng(0)
     t = rng.normal(size=(50, 8)) * 0.2 + 3.0  # a shared part far larger than the rest, as dlib's

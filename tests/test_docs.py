@@ -1,5 +1,5 @@
 """tools/render_docs.py: the README's and docs/' generated tables equal what the notebooks' files give,
-the loss notebooks' TRAINING entries equal facecore.settings; the README stays short and its figures
+the loss notebooks' TRAINING entries equal facecore.core.settings; the README stays short and its figures
 generated; no diary wording."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import re
 import pytest
 
 from conftest import ROOT
-from facecore.settings import TRAINING_SETTINGS, training_block
+from facecore.core.settings import TRAINING_SETTINGS, training_block
 
 
 def _render_docs():

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from facecore.drawing import draw_faces, font_path, font_px, label_font, label_text, place_labels
-from facecore.recognize import FaceResult
+from facecore.recognition.drawing import draw_faces, font_path, font_px, label_font, label_text, place_labels
+from facecore.recognition.recognize import FaceResult
 
 
 def _face(box, name: str = "José_Núñez", similarity: float = float("nan")) -> FaceResult:

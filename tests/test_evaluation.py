@@ -1,4 +1,4 @@
-"""facecore.evaluation's guards of the committed results: a run's scope, the output folder, the
+"""facecore.evaluation.identification's guards of the committed results: a run's scope, the output folder, the
 scope written beside the tables; and where each notebook and profile writes them."""
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from conftest import ROOT
-from facecore.evaluation import FULL_PROTOCOL, RESULTS_DIR, check_output_dir, run_scope, write_results
+from facecore.evaluation.identification import FULL_PROTOCOL, RESULTS_DIR, check_output_dir, run_scope, write_results
 
 EVALUATION_NOTEBOOKS = ["notebooks/id-rate.ipynb", "notebooks/benchmarks.ipynb"]
 

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from facecore.experiment import finalize_run
-from facecore.models import checkpoint_meta, create_model, is_compressed, read_checkpoint, save_checkpoint
+from facecore.networks.models import checkpoint_meta, create_model, is_compressed, read_checkpoint, save_checkpoint
+from facecore.training.experiment import finalize_run
 
 
 def test_finalize_exports_deflated_fp16_with_the_mantissa_asked(tmp_path):
@@ -32,7 +32,7 @@ def test_finish_training_exports_each_checkpoint_and_writes_the_metrics(tmp_path
 
     import pandas as pd
 
-    from facecore.experiment import finish_training, training_config
+    from facecore.training.experiment import finish_training, training_config
 
     run = tmp_path / "run"
     model = create_model("efficientnet-b0", embedding_dim=16)
@@ -54,7 +54,7 @@ def test_finish_training_exports_each_checkpoint_and_writes_the_metrics(tmp_path
 
 
 def test_training_config_from_notebook_parameters():
-    from facecore.experiment import notebook_params, training_config
+    from facecore.training.experiment import notebook_params, training_config
     from facecore.pipeline import notebook_parameters
 
     params = {k: v for k, (_, v) in notebook_parameters("notebooks/triplet-loss/triplet-loss.ipynb").items()}
@@ -68,8 +68,8 @@ def test_training_config_from_notebook_parameters():
 
 
 def test_training_dict_spreads_checks_and_prints(capsys):
-    from facecore.experiment import NOTEBOOK_FIELDS, notebook_params, setup_training
-    from facecore.settings import TRAINING_SETTINGS
+    from facecore.training.experiment import NOTEBOOK_FIELDS, notebook_params, setup_training
+    from facecore.core.settings import TRAINING_SETTINGS
 
     runtime = {"THRESHOLD_FPR", "SHIP_MANTISSA_BITS", "DEVICE", "THREADS"}  # read by setup/finish, not TrainConfig
     assert set(TRAINING_SETTINGS) - runtime <= set(NOTEBOOK_FIELDS)
@@ -119,7 +119,7 @@ def test_full_profile_ships_explicitly():
                                             ({"EPOCHS": "abc"}, "EPOCHS takes a value of type int")])
 def test_a_notebooks_training_is_checked_against_the_settings_limits(training, says):
     """The notebooks' way in: ``setup_training`` -> ``notebook_params`` refuses before building a config."""
-    from facecore.experiment import notebook_params
+    from facecore.training.experiment import notebook_params
 
     with pytest.raises(ValueError, match=f"^TRAINING: {says}"):
         notebook_params("ce", {"TRAINING": training, "RUN_DIR": "r"})

@@ -1,4 +1,4 @@
-"""The one output rule of every writer (facecore.files.output_target): a symlink is written through to
+"""The one output rule of every writer (facecore.core.files.output_target): a symlink is written through to
 its target, a folder, device node, FIFO or socket is refused; writers get it without doing anything."""
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import stat
 import numpy as np
 import pytest
 
-from facecore.files import (OutputPathError, atomic_output, atomic_write_bytes, atomic_write_text, output_target,
-                            update_text)
+from facecore.core.files import (OutputPathError, atomic_output, atomic_write_bytes, atomic_write_text, output_target,
+                                 update_text)
 
 
 def _kind(path) -> str:
@@ -90,10 +90,10 @@ def test_writers_get_the_rule_for_free(tmp_path, specials):
     """A checkpoint, a table, realtime's report check and the GIF writer: none replaces a special file."""
     import pandas as pd
 
-    from facecore.checkpoint import write_checkpoint
-    from facecore.files import write_table
-    from facecore.video import check_output_path, check_writable
-    from facecore.video_out import OutputWriter
+    from facecore.core.checkpoint import write_checkpoint
+    from facecore.core.files import write_table
+    from facecore.recognition.video import check_output_path, check_writable
+    from facecore.recognition.video_out import OutputWriter
 
     with pytest.raises(ValueError, match="FIFO"):
         write_checkpoint(tmp_path / "fifo", {"meta": {}, "state_dict": {}})

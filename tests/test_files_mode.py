@@ -4,7 +4,7 @@ import stat
 
 import pytest
 
-from facecore.files import atomic_write_bytes, atomic_write_text
+from facecore.core.files import atomic_write_bytes, atomic_write_text
 
 
 @pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])

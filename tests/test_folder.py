@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from facecore.files import list_images, load_rgb
+from facecore.core.files import list_images, load_rgb
 from conftest import need_data
-from facecore.folder import JOURNAL, align_folder, output_names, read_manifest, summarize
+from facecore.detection.folder import JOURNAL, align_folder, output_names, read_manifest, summarize
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -87,7 +87,7 @@ def test_missing_source_is_named(tmp_path):
 
 SCRIPT = """
 import sys; sys.path.insert(0, {root!r})
-from facecore.folder import align_folder
+from facecore.detection.folder import align_folder
 align_folder({src!r}, {dst!r}, limit={limit}, batch_size=8, num_workers=1, progress=False)
 """
 
@@ -191,7 +191,7 @@ def test_a_journal_of_the_old_format_is_resumed_without_redoing(three_faces, tmp
     """Journals written before the size/mtime/padded columns (e.g. a 58k-image alignment) stay valid."""
     import json
 
-    from facecore.folder import CONFIG, MANIFEST, OLD_COLUMNS
+    from facecore.detection.folder import CONFIG, MANIFEST, OLD_COLUMNS
 
     dst = tmp_path / "out"
     align_folder(three_faces, dst, num_workers=0, progress=False)
@@ -209,7 +209,7 @@ def test_a_journal_of_the_old_format_is_resumed_without_redoing(three_faces, tmp
 
 
 def test_read_manifest_rejects_a_torn_file(three_faces, tmp_path):
-    from facecore.folder import MANIFEST
+    from facecore.detection.folder import MANIFEST
 
     dst = tmp_path / "out"
     align_folder(three_faces, dst, num_workers=0, progress=False)
@@ -230,9 +230,9 @@ def test_tight_crop_is_found_by_the_padded_retry(tmp_path):
     manifest says the retry found it."""
     from PIL import Image
 
-    from facecore.cfp import read_fiducials
-    from facecore.detect import pad_image
-    from facecore.detectors import create_detector
+    from facecore.evaluation.cfp import read_fiducials
+    from facecore.detection.detect import pad_image
+    from facecore.detection.detectors import create_detector
 
     root = need_data("cfp")
     plain, retry = create_detector("mtcnn", pad_frac=0.0), create_detector("mtcnn")
@@ -260,7 +260,7 @@ def test_tight_crop_is_found_by_the_padded_retry(tmp_path):
 
 def test_prefetch_keeps_order_and_a_bounded_number_of_images_ahead():
     """Pool.imap decodes the whole list ahead of the detector; _prefetch holds at most ``ahead``."""
-    from facecore.folder import _prefetch
+    from facecore.detection.folder import _prefetch
 
     class Done:
         def __init__(self, pool, job):
@@ -309,7 +309,7 @@ def _run_read_only(folder: Path, cmd: list) -> subprocess.CompletedProcess:
 
 
 def test_read_only_destination_is_one_line_and_a_complete_one_a_no_op(three_faces, tmp_path):
-    cli = [sys.executable, "-m", "facecore.folder", three_faces]
+    cli = [sys.executable, "-m", "facecore.detection.folder", three_faces]
     (tmp_path / "ro").mkdir()
     r = _run_read_only(tmp_path / "ro", [*cli, tmp_path / "ro"])
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr

@@ -9,10 +9,14 @@ import pytest
 import torch
 
 from conftest import need_data
-from facecore.embed import embed_files
-from facecore.gallery import Gallery, build_gallery, find_people, skipped_people
-from facecore.models import checkpoint_meta, create_model, load_embedder, save_checkpoint
-from facecore.tracking import UNKNOWN
+from facecore.evaluation.embed import embed_files
+from facecore.evaluation.embed import embed_files
+from facecore.networks.models import checkpoint_meta, create_model, load_embedder, save_checkpoint
+from facecore.networks.models import checkpoint_meta, create_model, load_embedder, save_checkpoint
+from facecore.recognition.gallery import Gallery, build_gallery, find_people, skipped_people
+from facecore.recognition.gallery import Gallery, build_gallery, find_people
+from facecore.recognition.tracking import UNKNOWN
+from facecore.recognition.tracking import UNKNOWN
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -112,7 +116,7 @@ def test_build_templates_cache_and_problems(tmp_path, embedder, photos):
         calls.append(len(crops))
         return real_embed(crops, *a, **kw)
 
-    from facecore.detectors import create_detector
+    from facecore.detection.detectors import create_detector
 
     class NoDetector:  # the default detector's name and settings: the cache key matches, nothing is detected
         name, settings = "mtcnn", create_detector("mtcnn").settings

@@ -3,15 +3,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from facecore.checkpoint import export_for_shipping, read_checkpoint, save_checkpoint, set_thresholds
-from facecore.distill import add_head, scan_unlabelled
-from facecore.data import load_crops
-from facecore.heads import PREFIX, HeadedModel, create_head, fit_head, head_names, split_state
-from facecore.losses import create_loss
-from facecore.models import checkpoint_meta, create_model, load_embedder
-from facecore.preprocessing import meta_to_tensor
-from facecore.recognizer import load_model
-from facecore.warmstart import warm_start
+from facecore.core.checkpoint import export_for_shipping, read_checkpoint, save_checkpoint, set_thresholds
+from facecore.core.preprocessing import meta_to_tensor
+from facecore.networks.heads import PREFIX, HeadedModel, create_head, fit_head, head_names, split_state
+from facecore.networks.losses import create_loss
+from facecore.networks.models import checkpoint_meta, create_model, load_embedder
+from facecore.recognition.recognizer import load_model
+from facecore.training.data import load_crops
+from facecore.training.distill import add_head, scan_unlabelled
+from facecore.training.warmstart import warm_start
 from test_teachers import toy  # noqa: F401 (the toy teacher, registered for one test)
 from test_transport import roots  # noqa: F401 (6 labelled identities and 12 unlabelled crops)
 

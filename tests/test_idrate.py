@@ -1,10 +1,10 @@
-"""facecore.idrate (streaming) against the brute-force facecore.metrics.id_rate: exact equality."""
+"""facecore.evaluation.idrate (streaming) against the brute-force facecore.evaluation.metrics.id_rate: exact equality."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from facecore import idrate, metrics
+from facecore.evaluation import idrate, metrics
 
 FPRS = [0.5, 0.25, 0.1, 0.05, 0.01, 0.005, 0.001, 0.0, 1.0]
 SMALL = dict(query_block=256, distractor_block=512, pilot_pairs=20_000, progress=False)

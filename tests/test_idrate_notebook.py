@@ -36,7 +36,7 @@ def test_a_small_run_may_not_write_the_committed_results(tmp_path):
 def test_notebook_tiny_run(tmp_path):
     import papermill as pm
 
-    from facecore.evaluation import lfw_id_split
+    from facecore.evaluation.identification import lfw_id_split
 
     lfw = need_data("lfw", "lfw-deepfunneled")
     out = tmp_path / "out"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from facecore.images import as_rgb
+from facecore.core.images import as_rgb
 
 
 @pytest.fixture

@@ -7,10 +7,10 @@ import torch
 import torch.nn as nn
 
 from conftest import need_data
-from facecore import landmarks as lmk
-from facecore.landmarks_data import (FLIP_ORDER, Augment, LandmarkDataset, LandmarkFace, box_from_points,
-                                     colour_jitter, crop_matrix, five_points, hflip, make_sample, map_points,
-                                     read_pts)
+from facecore.detection import landmarks as lmk
+from facecore.detection.landmarks_data import (FLIP_ORDER, Augment, LandmarkDataset, LandmarkFace, box_from_points,
+                                               colour_jitter, crop_matrix, five_points, hflip, make_sample, map_points,
+                                               read_pts)
 
 # An upright synthetic face in a 120x140 image: left eye, right eye, nose, mouth left, mouth right.
 FACE5 = np.array([[45.0, 55.0], [78.0, 53.0], [62.0, 72.0], [49.0, 92.0], [75.0, 91.0]])
@@ -76,7 +76,7 @@ def test_read_pts_real_files():
 def test_load_landmark_folders_pairs_images_and_points(tmp_path):
     import cv2
 
-    from facecore.landmarks_data import load_landmark_folders
+    from facecore.detection.landmarks_data import load_landmark_folders
 
     (tmp_path / "afw").mkdir()
     pts = np.random.default_rng(5).uniform(10, 50, (68, 2))
@@ -239,7 +239,7 @@ def test_shipped_landmarker_is_small_and_loads():
 
 def test_align_folder_with_custom_landmarks_on_lfw(tmp_path):
     """End to end on 20 LFW photos: the custom aligner finds the faces and agrees with MTCNN's eyes."""
-    from facecore.folder import align_folder, landmarks_of
+    from facecore.detection.folder import align_folder, landmarks_of
 
     src = need_data("lfw", "lfw-deepfunneled")
     custom = align_folder(src, tmp_path / "custom", landmarks="custom", limit=20, num_workers=0, progress=False)

@@ -1,10 +1,10 @@
-"""facecore.lfw: pairs.txt parsing and mapping pairs to embedding rows."""
+"""facecore.evaluation.lfw: pairs.txt parsing and mapping pairs to embedding rows."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from facecore import lfw
+from facecore.evaluation import lfw
 from conftest import need_data
 
 
@@ -66,9 +66,9 @@ def test_lfw_eval_is_the_protocol_figures_of_brute_force_embeddings(lfw_dir, tmp
     import cv2
     import torch
 
-    from facecore.data import to_tensor
-    from facecore.metrics import lfw_accuracy
-    from facecore.validate import lfw_eval
+    from facecore.training.data import to_tensor
+    from facecore.evaluation.metrics import lfw_accuracy
+    from facecore.training.validate import lfw_eval
 
     names = {"George_W_Bush": 6, "Colin_Powell": 6}
     for name, n in names.items():

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from facecore.losses import create_loss, list_losses
+from facecore.networks.losses import create_loss, list_losses
 
 
 def _batch(n=12, d=8, c=4, seed=0):
@@ -132,7 +132,7 @@ def test_arcface_validation_uses_the_full_margin_during_warmup():
 
 
 def test_losses_declare_what_training_needs():
-    from facecore.losses import build_loss, centres_keys, list_losses, loss_class
+    from facecore.networks.losses import build_loss, centres_keys, list_losses, loss_class
 
     for name in list_losses():
         cls = loss_class(name)
@@ -147,8 +147,8 @@ def test_losses_declare_what_training_needs():
 
 
 def test_optimizer_exempts_the_losses_that_ask_from_weight_decay():
-    from facecore.losses import build_loss
-    from facecore.train import TrainConfig, _optimizer
+    from facecore.networks.losses import build_loss
+    from facecore.training.train import TrainConfig, _optimizer
 
     model = torch.nn.Linear(4, 8)
     for name, decay in [("arcface", 0.0), ("ce", 5e-4)]:
@@ -175,7 +175,7 @@ def _distill_reference(loss, e: np.ndarray, ids: np.ndarray, t: np.ndarray) -> f
 
 @pytest.mark.parametrize("pair_weight,margin_weight", [(0.0, 0.0), (2.0, 0.0), (0.5, 1.0)])
 def test_distill_matches_brute_force(pair_weight, margin_weight):
-    from facecore.losses import distill_targets
+    from facecore.networks.losses import distill_targets
 
     torch.manual_seed(0)
     loss = create_loss("distill", embedding_dim=16, num_classes=5, teacher_dim=8, pair_weight=pair_weight,
@@ -188,7 +188,7 @@ def test_distill_matches_brute_force(pair_weight, margin_weight):
 
 
 def test_distill_of_unlabelled_faces_only_and_bad_labels():
-    from facecore.losses import distill_targets
+    from facecore.networks.losses import distill_targets
 
     loss = create_loss("distill", embedding_dim=16, num_classes=5, teacher_dim=8)
     e = torch.randn(4, 16, requires_grad=True)
@@ -201,7 +201,7 @@ def test_distill_of_unlabelled_faces_only_and_bad_labels():
 
 
 def test_pairwise_distances_match_brute_force_with_zero_on_duplicates():
-    from facecore.losses import pairwise_distances
+    from facecore.networks.losses import pairwise_distances
 
     torch.manual_seed(0)
     e = torch.nn.functional.normalize(torch.randn(40, 16), dim=1)

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from facecore.align import template
-from facecore.detect import Detection
-from facecore.folder import CONFIG, JOURNAL, MANIFEST, align_folder, output_names, read_manifest
+from facecore.detection.align import template
+from facecore.detection.detect import Detection
+from facecore.detection.folder import CONFIG, JOURNAL, MANIFEST, align_folder, output_names, read_manifest
 
 
 class WholeImage:
@@ -39,7 +39,7 @@ def _photo(path: Path, seed: int) -> None:
 
 
 def check_folder(dst, src=None):
-    from facecore.folder import check_folder  # imported here: the tests that need no new API also run on old code
+    from facecore.detection.folder import check_folder  # imported here: the tests that need no new API also run on old code
 
     return check_folder(dst, src)
 
@@ -92,7 +92,7 @@ def test_output_names_avoid_crops_already_held():
 def test_a_source_rewritten_while_it_is_aligned_is_redone(tmp_path, monkeypatch):
     """The source changes (same size, other bytes) right after the read that is decoded: the journal
     must hold the digest of what was decoded, so that the next run sees the change and redoes it."""
-    import facecore.folder as folder
+    import facecore.detection.folder as folder
 
     src, dst = tmp_path / "src", tmp_path / "out"
     for i in range(3):
@@ -120,7 +120,7 @@ def test_a_source_rewritten_while_it_is_aligned_is_redone(tmp_path, monkeypatch)
 
 def test_lost_rows_end_in_an_error_not_a_manifest_claiming_success(src, tmp_path, monkeypatch):
     """Rows lost from the journal (as two runs at once used to lose them) make the run fail."""
-    import facecore.folder as folder
+    import facecore.detection.folder as folder
 
     real = folder._align_batch
     monkeypatch.setattr(folder, "_align_batch", lambda *a, **k: real(*a, **k)[:-1])
@@ -129,9 +129,9 @@ def test_lost_rows_end_in_an_error_not_a_manifest_claiming_success(src, tmp_path
 
 
 def _cli(capsys, *args) -> tuple[int, str]:
-    """``python -m facecore.folder ARGS`` in this process (bench/bad_inputs.py runs it as a command):
+    """``python -m facecore.detection.folder ARGS`` in this process (bench/bad_inputs.py runs it as a command):
     (exit code, stderr)."""
-    from facecore.folder import main
+    from facecore.detection.folder import main
 
     capsys.readouterr()
     try:
@@ -189,7 +189,7 @@ def test_bad_settings_are_refused_before_anything_is_written(src, tmp_path, kw, 
 
 
 def test_settings_check_bounds():
-    from facecore.folder import check_settings
+    from facecore.detection.folder import check_settings
 
     check_settings(size=16, limit=None, min_face_frac=0.0, quality=100, num_workers=0)
     check_settings(size=2048, min_face_frac=1.0, limit=1)

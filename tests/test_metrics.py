@@ -1,4 +1,4 @@
-"""facecore.metrics against the published test vectors and brute-force references."""
+"""facecore.evaluation.metrics against the published test vectors and brute-force references."""
 from __future__ import annotations
 
 import itertools
@@ -6,7 +6,7 @@ import itertools
 import numpy as np
 import pytest
 
-from facecore import metrics
+from facecore.evaluation import metrics
 
 # Test vectors of the Deep Learning School face-recognition assignment ("Identification Rate Metric"),
 # as published in the notebook notebooks/4_Identification_Rate_Metric_Clean.ipynb of the public GitHub
@@ -139,7 +139,7 @@ def test_lfw_accuracy_perfect_separation_and_errors():
 
 
 def test_paired_difference_matches_brute_force():
-    from facecore.metrics import paired_difference
+    from facecore.evaluation.metrics import paired_difference
 
     rng = np.random.default_rng(1)
     a, b = rng.uniform(0.8, 1, 10), rng.uniform(0.8, 1, 10)
@@ -151,3 +151,8 @@ def test_paired_difference_matches_brute_force():
     assert r["folds_better"] == sum(x > 0 for x in d) and r["folds"] == 10
     with pytest.raises(ValueError, match="equal-length"):
         paired_difference(a, b[:5])
+
+
+def test_spread_of_equal_embeddings_is_zero():
+    assert abs(metrics.embedding_spread(np.tile([[0.6, 0.8]], (5, 1)))) < 1e-12
+    assert metrics.embedding_spread(np.eye(4)) > 0.4

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from facecore.models import (checkpoint_meta, create_model, default_input_size, list_models, load_embedder,
-                             read_checkpoint, save_checkpoint)
+from facecore.networks.models import (checkpoint_meta, create_model, default_input_size, list_models, load_embedder,
+                                      read_checkpoint, save_checkpoint)
 
 
 @pytest.mark.parametrize("name", list_models())
@@ -40,7 +40,7 @@ def test_checkpoint_roundtrip_fp16(tmp_path):
     crops = np.random.default_rng(0).integers(0, 255, (4, 112, 112, 3), dtype=np.uint8)
     out = emb.embed(crops)
     assert out.shape == (4, 128) and np.allclose(np.linalg.norm(out, axis=1), 1, atol=1e-5)
-    from facecore.models import preprocess
+    from facecore.networks.models import preprocess
 
     with torch.no_grad():
         ref = m(preprocess(crops, 64)).numpy()
@@ -56,7 +56,7 @@ def test_not_a_checkpoint_is_named(tmp_path):
 
 
 def test_compressed_checkpoint_is_lossless_and_smaller(tmp_path):
-    from facecore.models import checkpoint_bytes, is_compressed, write_checkpoint
+    from facecore.networks.models import checkpoint_bytes, is_compressed, write_checkpoint
 
     torch.manual_seed(0)
     m = create_model("efficientnet-b0", embedding_dim=64)
@@ -90,7 +90,7 @@ def test_shipped_models_fit_the_weight_budget():
 
 @pytest.mark.parametrize("bits", [10, 9, 8, 5])
 def test_round_mantissa_matches_float_rounding(bits):
-    from facecore.models import round_mantissa
+    from facecore.networks.models import round_mantissa
 
     x = torch.cat([torch.randn(20000) * 0.05, torch.tensor([0.0, -0.0, 1.0, -1.5, 2047.0, 1e-3, -3e-2])]).half()
     y = round_mantissa(x, bits)
@@ -140,8 +140,8 @@ def test_flip_embedding_is_the_sum_of_a_crops_and_its_mirrors_forward():
     """One batched forward of crops and mirrors equals two separate forwards (the reference)."""
     import torch.nn.functional as F
 
-    from facecore.models import Embedder
-    from facecore.preprocessing import meta_to_tensor
+    from facecore.networks.models import Embedder
+    from facecore.core.preprocessing import meta_to_tensor
 
     torch.manual_seed(0)
     model = create_model("inceptionresnetv1", embedding_dim=32).eval()
@@ -158,12 +158,12 @@ def test_bf16_embeddings_of_the_default_model_match_float32_on_real_faces(lfw_di
     """realtime.py embeds frames in bfloat16 where the CPU has it natively: the default shipped model's
     embeddings of real aligned faces stay within cosine 0.999 of float32 ones."""
     import config
-    from facecore.detectors import create_detector
-    from facecore.faces import detect_align
-    from facecore.files import load_rgb
-    from facecore.recognize import embed_bf16
-    from facecore.runtime import autocast, native_bf16
-    from facecore.zoo import shipped_models
+    from facecore.detection.detectors import create_detector
+    from facecore.detection.faces import detect_align
+    from facecore.core.files import load_rgb
+    from facecore.recognition.recognize import embed_bf16
+    from facecore.core.runtime import autocast, native_bf16
+    from facecore.core.zoo import shipped_models
 
     assert embed_bf16(None, "cuda") is False and embed_bf16(True, "cpu") is True
     assert embed_bf16(False, "cpu") is False and embed_bf16(None, "cpu") is native_bf16()

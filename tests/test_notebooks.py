@@ -5,8 +5,8 @@ import shutil
 import pytest
 
 from facecore import pipeline
-from facecore.checkpoint import read_checkpoint
-from facecore.paths import PROJECT_ROOT
+from facecore.core.checkpoint import read_checkpoint
+from facecore.core.paths import PROJECT_ROOT
 
 RUNS = PROJECT_ROOT / "runs" / "smoke"
 

@@ -12,7 +12,7 @@ import zipfile
 import pytest
 
 from conftest import ROOT
-from facecore import zoo, zoo_table
+from facecore.core import zoo, zoo_table
 
 RUNTIME = {"torch", "torchvision", "facenet-pytorch", "efficientnet-pytorch", "opencv-python", "numpy", "pillow",
            "pandas", "matplotlib", "tqdm", "imageio", "imageio-ffmpeg"}
@@ -60,7 +60,7 @@ def test_wheel_declares_dependencies_and_the_console_script(wheel):
     assert {"notebooks", "teachers", "dev"} <= extras
     assert any(r.startswith("papermill") and 'extra == "notebooks"' in r for r in requires)  # not a runtime need
     entry = _dist_file(wheel, "entry_points.txt")
-    assert "[console_scripts]" in entry and "facecore-realtime = facecore.realtime:main" in entry
+    assert "[console_scripts]" in entry and "facecore-realtime = facecore.recognition.realtime:main" in entry
 
 
 def test_a_users_config_module_does_not_shadow_the_model_zoo(tmp_path):
@@ -69,8 +69,8 @@ def test_a_users_config_module_does_not_shadow_the_model_zoo(tmp_path):
     (tmp_path / "config.py").write_text("DEFAULT_MODEL = 'mine'\nparams = {}\n")
     code = textwrap.dedent("""
         import sys
-        from facecore.recognizer import resolve_checkpoint
-        from facecore import zoo
+        from facecore.recognition.recognizer import resolve_checkpoint
+        from facecore.core import zoo
         path = resolve_checkpoint()
         assert 'config' not in sys.modules, sys.modules['config']
         import config

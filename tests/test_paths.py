@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from facecore import paths
+from facecore.core import paths
 
 
 def test_cache_root(monkeypatch, tmp_path):

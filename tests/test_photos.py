@@ -15,7 +15,7 @@ LIN, CLOSE_UPS, AUDIENCE = "Lin_Manuel_Miranda", (120, 150), 250  # frames (test
 
 @pytest.fixture(scope="module")
 def rec(tmp_path_factory):
-    from facecore.recognize import Recognizer
+    from facecore.recognition.recognize import Recognizer
 
     people = need_data("demo", "people_faces")
     with pytest.warns(UserWarning, match="2 faces found"):  # one enrolled photo shows two people
@@ -24,7 +24,7 @@ def rec(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def frames() -> dict[int, np.ndarray]:
-    from facecore.video import open_source
+    from facecore.recognition.video import open_source
 
     src = open_source(need_data("demo", "short_hamilton_clip.mp4"))
     out = {i: f for i, f in enumerate(src) if i in (*CLOSE_UPS, AUDIENCE)}
@@ -71,8 +71,8 @@ def test_verify(rec, frames):
 
 
 def test_errors_name_parameters_not_flags(rec, tmp_path):
-    from facecore.recognize import Recognizer
-    from facecore.recognizer import ModelChoiceError, cli_message
+    from facecore.recognition.recognize import Recognizer
+    from facecore.recognition.recognizer import ModelChoiceError, cli_message
 
     cases = [
         (lambda: rec.identify(3), TypeError, r"^image: expected a file path"),
@@ -96,8 +96,8 @@ def test_errors_name_parameters_not_flags(rec, tmp_path):
 
 def test_the_library_api_is_at_the_top_of_the_package():
     import facecore
-    from facecore.photos import Verification
-    from facecore.recognize import FaceResult, Recognizer
+    from facecore.recognition.photos import Verification
+    from facecore.recognition.recognize import FaceResult, Recognizer
 
     assert (facecore.Recognizer, facecore.FaceResult, facecore.Verification) == (Recognizer, FaceResult, Verification)
     with pytest.raises(AttributeError, match="no attribute 'nope'"):

@@ -5,7 +5,7 @@ import sys
 import pytest
 
 from facecore import pipeline
-from facecore.paths import PROJECT_ROOT
+from facecore.core.paths import PROJECT_ROOT
 
 
 @pytest.mark.parametrize("arg, says", [("=5", "NAME=VALUE"), ("EPOCHS=abc", "EPOCHS is declared int"),

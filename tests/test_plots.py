@@ -1,11 +1,11 @@
-"""facecore.plots: the identification-rate figures (a grid on one x-axis; legends off the curves)."""
+"""facecore.evaluation.plots: the identification-rate figures (a grid on one x-axis; legends off the curves)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from facecore.idrate import id_rate_streaming
-from facecore.plots import roc_curves, similarity_distributions
+from facecore.evaluation.idrate import id_rate_streaming
+from facecore.evaluation.plots import roc_curves, similarity_distributions
 
 
 @pytest.fixture(scope="module")

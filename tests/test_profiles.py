@@ -1,8 +1,8 @@
-"""facecore.profiles: a profile by name or path, and every malformed shape one line (ProfileError)."""
+"""facecore.core.profiles: a profile by name or path, and every malformed shape one line (ProfileError)."""
 import pytest
 
-from facecore import profiles
-from facecore.profiles import ProfileError, load_profile, profile_path
+from facecore.core import profiles
+from facecore.core.profiles import ProfileError, load_profile, profile_path
 
 NB = "notebooks/ce-loss/ce-loss.ipynb"
 BAD = [  # (file text, what the message says)

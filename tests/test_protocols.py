@@ -9,12 +9,12 @@ import torch
 from PIL import Image
 
 from conftest import need_data
-from facecore.align import template, warp_face
-from facecore.detect import Detection
-from facecore.detectors import create_detector, detector_key, register_detector
-from facecore.embed import embed_files
-from facecore.models import Embedder, checkpoint_meta
-from facecore.protocols import benchmark_table, evaluate, register_protocol, table_markdown
+from facecore.detection.align import template, warp_face
+from facecore.detection.detect import Detection
+from facecore.detection.detectors import create_detector, detector_key, register_detector
+from facecore.evaluation.embed import embed_files
+from facecore.evaluation.protocols import benchmark_table, evaluate, register_protocol, table_markdown
+from facecore.networks.models import Embedder, checkpoint_meta
 
 
 def tiny_embedder(seed: int = 0) -> Embedder:
@@ -108,8 +108,8 @@ def test_a_corrupt_cache_entry_is_recomputed_with_a_warning(photos, tmp_path):
 
 
 def test_gallery_prunes_entries_of_removed_and_replaced_photos(tmp_path):
-    from facecore.embed import file_key
-    from facecore.gallery import build_gallery
+    from facecore.evaluation.embed import file_key
+    from facecore.recognition.gallery import build_gallery
 
     rng = np.random.default_rng(1)
     people = tmp_path / "people"
@@ -128,7 +128,7 @@ def test_gallery_prunes_entries_of_removed_and_replaced_photos(tmp_path):
 
 
 def test_toy_protocol_in_the_benchmark_table(photos, monkeypatch):
-    from facecore.protocols import PROTOCOLS
+    from facecore.evaluation.protocols import PROTOCOLS
 
     monkeypatch.setitem(PROTOCOLS, "toy-mean", None)  # so the toy is unregistered after the test
     @register_protocol("toy-mean")
@@ -155,7 +155,7 @@ def test_toy_protocol_in_the_benchmark_table(photos, monkeypatch):
 
 
 def test_verification_figures_match_brute_force():
-    from facecore.metrics import lfw_accuracy, verification
+    from facecore.evaluation.metrics import lfw_accuracy, verification
 
     rng = np.random.default_rng(3)
     y = rng.random(200) < 0.5
@@ -170,8 +170,8 @@ def test_verification_figures_match_brute_force():
 
 
 def test_cfp_pairs_and_fiducial_alignment():
-    from facecore.align import apply_transform, similarity_transform
-    from facecore.cfp import fiducial_points, read_fiducials, read_pairs
+    from facecore.detection.align import apply_transform, similarity_transform
+    from facecore.evaluation.cfp import fiducial_points, read_fiducials, read_pairs
 
     root = need_data("cfp")
     for proto in ("FF", "FP"):

@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from conftest import ROOT, need_data
-from facecore.models import checkpoint_meta, create_model, save_checkpoint
-from facecore.tracking import iou_matrix
+from facecore.networks.models import checkpoint_meta, create_model, save_checkpoint
+from facecore.recognition.tracking import iou_matrix
 
 CLIP = ("demo", "short_hamilton_clip.mp4")
 
@@ -35,7 +35,7 @@ def clip_gallery(tmp_path_factory) -> Path:
     """A gallery of one person whose photo is frame 5 of the clip itself (the test's own data)."""
     from PIL import Image
 
-    from facecore.video import open_source
+    from facecore.recognition.video import open_source
 
     src = open_source(need_data(*CLIP))
     frame = next(f for i, f in enumerate(src) if i == 5)
@@ -111,11 +111,11 @@ def test_bad_input_one_line_exit_2(tmp_path, checkpoint, case):
 
 def test_tracking_pipeline_finds_the_faces_of_the_full_frame_loop(checkpoint):
     """Our pipeline (reduced frames, tracking) reports the faces the straightforward loop finds."""
-    from facecore.detect import FaceDetector
-    from facecore.gallery import Gallery
-    from facecore.models import load_embedder
-    from facecore.recognize import Recognizer, agreement, recognize_frame
-    from facecore.video import open_source
+    from facecore.detection.detect import FaceDetector
+    from facecore.recognition.gallery import Gallery
+    from facecore.networks.models import load_embedder
+    from facecore.recognition.recognize import Recognizer, agreement, recognize_frame
+    from facecore.recognition.video import open_source
 
     emb = load_embedder(checkpoint)
     src = open_source(need_data(*CLIP))
@@ -133,9 +133,9 @@ def test_tracking_pipeline_finds_the_faces_of_the_full_frame_loop(checkpoint):
 
 
 def test_detects_every_search_every_frames_while_nobody_is_tracked(checkpoint):
-    from facecore.gallery import Gallery
-    from facecore.models import load_embedder
-    from facecore.recognize import Recognizer, RecognizerConfig
+    from facecore.recognition.gallery import Gallery
+    from facecore.networks.models import load_embedder
+    from facecore.recognition.recognize import Recognizer, RecognizerConfig
 
     emb = load_embedder(checkpoint)
     gallery = Gallery([], np.zeros((0, 512), np.float32))
@@ -147,7 +147,8 @@ def test_detects_every_search_every_frames_while_nobody_is_tracked(checkpoint):
 
 
 def test_output_slots_match_a_brute_force_count(tmp_path):
-    from facecore.video_out import OutputWriter
+    from facecore.recognition.video_out import OutputWriter
+    from facecore.recognition.video import OutputWriter
 
     w = OutputWriter(tmp_path / "x.gif", fps=10)
     fps = 30000 / 1001
@@ -160,7 +161,7 @@ def test_output_slots_match_a_brute_force_count(tmp_path):
 
 
 def test_agreement_and_label_changes_on_known_frames():
-    from facecore.recognize import FaceResult, agreement, label_changes
+    from facecore.recognition.recognize import FaceResult, agreement, label_changes
 
     def face(x: float, name: str) -> FaceResult:
         return FaceResult(np.array([x, 0, x + 10, 10.0]), np.zeros((5, 2)), name, 0.5)
@@ -173,7 +174,7 @@ def test_agreement_and_label_changes_on_known_frames():
 
 
 def test_default_data_paths_follow_facecore_data(monkeypatch, tmp_path):
-    from facecore.recognizer import input_path
+    from facecore.recognition.recognizer import input_path
 
     monkeypatch.setenv("FACECORE_DATA", str(tmp_path))
     assert input_path("../shared/data/demo/x.mp4") == tmp_path / "demo" / "x.mp4"
@@ -181,7 +182,7 @@ def test_default_data_paths_follow_facecore_data(monkeypatch, tmp_path):
 
 
 def test_threshold_comes_from_the_checkpoints_fpr_table(tmp_path):
-    from facecore import realtime as rt
+    from facecore.recognition import realtime as rt
 
     meta = checkpoint_meta("efficientnet-b0", 512, 64)
     assert rt.REALTIME_FPR == 0.01
@@ -225,8 +226,8 @@ def test_default_model_names_the_performer_and_no_one_else(tmp_path):
     assert sum(len(faces) >= 3 for faces in audience) >= 0.8 * len(audience)  # the audience faces are seen ...
     assert all(f["name"] == "Unknown" for faces in audience for f in faces)  # ... and nobody there is named
     # faces only: no box sits on a detection hand-labelled hair, hand, jaw or background
-    # (bench/demo_detection_labels.csv; MTCNN's 0.7 threshold alone boxed 29 of them)
-    spec = importlib.util.spec_from_file_location("detection_filter", ROOT / "bench" / "detection_filter.py")
+    # (bench/experiments/demo_detection_labels.csv; MTCNN's 0.7 threshold alone boxed 29 of them)
+    spec = importlib.util.spec_from_file_location("detection_filter", ROOT / "bench" / "experiments" / "detection_filter.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     labels = bench.read_labels()
@@ -296,8 +297,8 @@ def test_signal_writes_outputs_and_leaves_no_temporary_file(tmp_path, checkpoint
 
 
 def test_recognizer_from_name_resolves_model_and_threshold(tmp_path, checkpoint, clip_gallery):
-    from facecore.recognize import Recognizer
-    from facecore.recognizer import ModelChoiceError
+    from facecore.recognition.recognize import Recognizer
+    from facecore.recognition.recognizer import ModelChoiceError
 
     with pytest.raises(ModelChoiceError, match="unknown model name 'nope'; valid names: .*ce-inceptionresnetv1-min10"):
         Recognizer.from_name(model_name="nope", people_faces=clip_gallery)
@@ -365,7 +366,7 @@ def test_a_video_cut_mid_stream_says_how_many_frames_it_gave(tmp_path):
     """The demo clip with its index first (faststart), cut in half: 130 of 275 frames decode."""
     from imageio_ffmpeg import get_ffmpeg_exe
 
-    from facecore.video import open_source
+    from facecore.recognition.video import open_source
 
     whole, cut = tmp_path / "whole.mp4", tmp_path / "cut.mp4"
     subprocess.run([get_ffmpeg_exe(), "-v", "error", "-i", need_data(*CLIP), "-c", "copy", "-movflags", "+faststart",
@@ -383,7 +384,7 @@ def test_a_video_cut_mid_stream_says_how_many_frames_it_gave(tmp_path):
 
 
 def test_short_output_flag_and_library_errors_in_flag_words():
-    from facecore.realtime import flag_message, parse_args
+    from facecore.recognition.realtime import flag_message, parse_args
 
     assert parse_args(["-o", "x.gif"]).output_path == parse_args(["--output_path", "x.gif"]).output_path == "x.gif"
     flags = {"output_path", "people_faces", "threshold"}
@@ -393,4 +394,4 @@ def test_short_output_flag_and_library_errors_in_flag_words():
     assert flag_message("--threshold nan: must be ...", flags) == "--threshold nan: must be ..."  # already a flag
     assert flag_message("model 'x': checkpoint missing", flags) == "model 'x': checkpoint missing"  # not a flag
     assert flag_message("output_pathology: x", flags) == "output_pathology: x"
-    assert "burn_fps" in __import__("facecore.realtime", fromlist=["_flags"])._flags()
+    assert "burn_fps" in __import__("facecore.recognition.realtime", fromlist=["_flags"])._flags()

@@ -6,12 +6,12 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from facecore import realtime_loop
-from facecore.drawing import draw_faces
-from facecore.realtime_loop import LoopOptions, process
-from facecore.recognize import FaceResult
-from facecore.video import FrameSource, resize_frame
-from facecore.video_out import OutputWriter
+from facecore.recognition import realtime_loop
+from facecore.recognition.drawing import draw_faces
+from facecore.recognition.realtime_loop import LoopOptions, process
+from facecore.recognition.recognize import FaceResult
+from facecore.recognition.video import FrameSource, resize_frame
+from facecore.recognition.video_out import OutputWriter
 
 
 class Frames(FrameSource):

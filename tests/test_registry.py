@@ -1,7 +1,10 @@
 import pytest
 
-from facecore import detectors, heads, landmarks, losses, models, protocols, teachers
-from facecore.registry import Registry
+from facecore.core.registry import Registry
+from facecore.detection import detectors, landmarks
+from facecore.evaluation import protocols
+from facecore.networks import heads, losses, models
+from facecore.training import teachers
 
 
 def test_register_lookup_and_errors():
@@ -37,4 +40,4 @@ def test_unique_registry_refuses_a_taken_name():
                                                     (heads, "_HEADS", "head"), (landmarks, "_MODELS", "landmark model")])
 def test_every_component_kind_uses_one_registry(module, registry, kind):
     reg = getattr(module, registry)
-    assert isinstance(reg, Registry) and reg.kind == kind and reg.add_with.startswith(f"facecore.{module.__name__.split('.')[-1]}.")
+    assert isinstance(reg, Registry) and reg.kind == kind and reg.add_with.startswith(f"{module.__name__}.")

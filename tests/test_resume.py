@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from facecore.checkpoint import read_checkpoint, write_checkpoint
+from facecore.core.checkpoint import read_checkpoint, write_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = '''
 import json, sys
 import torch.nn as nn, torch.nn.functional as F
-from facecore.models import register_model
+from facecore.networks.models import register_model
 
 class Tiny(nn.Module):
     def __init__(self, embedding_dim=16):
@@ -32,7 +32,7 @@ class Tiny(nn.Module):
         return F.normalize(self.fc(self.drop(x)), dim=1)
 
 register_model("tiny-test")(lambda embedding_dim=16, **kw: Tiny(embedding_dim))
-from facecore.train import TrainConfig, train
+from facecore.training.train import TrainConfig, train
 cfg = TrainConfig(**json.loads(open(sys.argv[1]).read()))
 print("ready", flush=True)
 train(cfg, sys.argv[2], progress=False)
@@ -120,11 +120,11 @@ def test_kill_9_at_random_points_then_resume_equals_uninterrupted(tmp_path, loss
 
 def test_last_pt_without_rng_state_still_resumes(tmp_path, capsys):
     """Runs written before the generators were saved (no "rng"/"scaler" in last.pt) resume."""
-    from facecore.models import register_model
-    from facecore.train import TrainConfig, train
+    from facecore.networks.models import register_model
+    from facecore.training.train import TrainConfig, train
 
-    exec(SCRIPT.split("from facecore.train")[0], {})  # registers tiny-test in this process
-    assert "tiny-test" in __import__("facecore.models", fromlist=["list_models"]).list_models()
+    exec(SCRIPT.split("from facecore.training.train")[0], {})  # registers tiny-test in this process
+    assert "tiny-test" in __import__("facecore.networks.models", fromlist=["list_models"]).list_models()
     cmd = _setup(tmp_path, "arcface")
     cfg = TrainConfig(**{**json.loads(Path(cmd[2]).read_text()), "epochs": 2})
     run = tmp_path / "old"

@@ -1,11 +1,11 @@
-"""facecore.runtime.progress_bar: a widget only when an interactive frontend runs the kernel."""
+"""facecore.core.runtime.progress_bar: a widget only when an interactive frontend runs the kernel."""
 from __future__ import annotations
 
 import types
 
 import pytest
 
-from facecore import runtime
+from facecore.core import runtime
 
 
 def _kernel(monkeypatch, metadata):

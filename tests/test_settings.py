@@ -1,6 +1,6 @@
 import pytest
 
-from facecore.settings import TRAINING_SETTINGS, check_training, describe, main, training_values
+from facecore.core.settings import TRAINING_SETTINGS, check_training, describe, main, training_values
 
 
 def test_values_take_defaults_then_the_loss_then_training():
@@ -66,7 +66,7 @@ def test_every_setting_has_a_table_row():
 
 @pytest.mark.parametrize("name", sorted(GOOD_BAD))
 def test_limits_take_good_values_and_refuse_bad_ones(name):
-    from facecore.settings import check_setting
+    from facecore.core.settings import check_setting
 
     good, bad = GOOD_BAD[name]
     check_setting(name, TRAINING_SETTINGS[name].default)
@@ -86,21 +86,21 @@ def test_out_of_range_is_one_line_naming_value_and_range():
     with pytest.raises(ValueError, match=r"^TRAINING: EPOCHS=0 must be in \[1, 100000\] \(default 30\)$"):
         check_training({"EPOCHS": 0})
     with pytest.raises(ValueError, match="EPOCHS=-3"):
-        training_values({"EPOCHS": -3})  # the notebooks' way in (facecore.experiment.notebook_params)
+        training_values({"EPOCHS": -3})  # the notebooks' way in (facecore.training.experiment.notebook_params)
 
 
 def test_static_choices_are_the_registries():
     """ARCH and AUGMENT are checked without importing torch; these lists must stay the registries' built-ins."""
-    from facecore.data import AUGMENTATIONS
-    from facecore.models import list_models
-    from facecore.settings import ARCHS, AUGMENTS
+    from facecore.training.data import AUGMENTATIONS
+    from facecore.networks.models import list_models
+    from facecore.core.settings import ARCHS, AUGMENTS
 
     assert sorted(ARCHS) == [m for m in list_models() if m != "tiny-test"]
     assert sorted(AUGMENTS) == sorted(AUGMENTATIONS)
 
 
 def test_loss_defaults_are_within_limits():
-    from facecore.losses import _REGISTRY as losses
+    from facecore.networks.losses import _REGISTRY as losses
 
     for name, cls in losses.items():
         check_training(dict(getattr(cls, "training_defaults", {})), f"loss {name}")

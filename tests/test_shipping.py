@@ -3,23 +3,22 @@ import json
 import numpy as np
 import pytest
 
-import facecore.models
-import facecore.protocols
-import facecore.zoo
-from facecore.shipping import promote
+import facecore.training.shipping as shipping
+from facecore.training.shipping import promote
 
 
 @pytest.fixture
 def zoo(monkeypatch, tmp_path):
-    """A shipped model 'm' (a file whose text is its per-fold accuracy) and fake evaluation/hashing."""
+    """A shipped model 'm' (a file whose text is its per-fold accuracy) and fake evaluation/hashing
+    (patched where shipping looks them up)."""
     shipped = tmp_path / "m.pt"
     shipped.write_text("0.90")
     recorded = {}
-    monkeypatch.setattr(facecore.zoo, "shipped_models", lambda: {"m": (shipped, None)})
-    monkeypatch.setattr(facecore.zoo, "record_hash", lambda p: recorded.setdefault("m", ("m", p.read_text())))
-    monkeypatch.setattr(facecore.models, "load_embedder", lambda p, device="cpu": p)
+    monkeypatch.setattr(shipping, "shipped_models", lambda: {"m": (shipped, None)})
+    monkeypatch.setattr(shipping, "record_hash", lambda p: recorded.setdefault("m", ("m", p.read_text())))
+    monkeypatch.setattr(shipping, "load_embedder", lambda p, device="cpu": p)
     folds = lambda p: np.full(10, float(open(p).read())) + np.linspace(-0.01, 0.01, 10)  # noqa: E731
-    monkeypatch.setattr(facecore.protocols, "evaluate", lambda name, e, aligned_dir=None, cache_dir=None: {
+    monkeypatch.setattr(shipping, "evaluate", lambda name, e, aligned_dir=None, cache_dir=None: {
         "lfw_acc": folds(e).mean(), "lfw_std": folds(e).std(), "accuracies": folds(e)})
     return shipped, recorded
 
@@ -42,7 +41,7 @@ def test_promote_replaces_only_with_a_better_model(zoo, tmp_path):
 
 
 def test_promote_command_line_names_a_missing_candidate(zoo, tmp_path, capsys):
-    from facecore.shipping import main
+    from facecore.training.shipping import main
 
     assert main(["promote", str(tmp_path / "none.pt"), "m"]) == 2
     assert "candidate model" in capsys.readouterr().err

@@ -3,11 +3,11 @@ import numpy as np
 import pytest
 
 from conftest import need_data
-from facecore import teachers
-from facecore.align import warp_face
-from facecore.embed import embed_files
-from facecore.files import encode_jpeg, load_rgb
-from facecore.teachers import DLIB_TEMPLATE_150, create_teacher, register_teacher, teacher_crops, teacher_names
+from facecore.core.files import encode_jpeg, load_rgb
+from facecore.detection.align import warp_face
+from facecore.evaluation.embed import embed_files
+from facecore.training import teachers
+from facecore.training.teachers import DLIB_TEMPLATE_150, create_teacher, register_teacher, teacher_crops, teacher_names
 
 
 class ToyTeacher:
@@ -42,7 +42,7 @@ def test_registry_builds_by_name_and_lists_the_valid_names(toy):
 
 def test_toy_teacher_through_teacher_crops_and_embed_files(toy, tmp_path):
     """A teacher's crops come from the alignment manifest; embed_files caches them under its cache_key."""
-    from facecore.folder import align_folder
+    from facecore.detection.folder import align_folder
 
     src = need_data("lfw", "lfw-deepfunneled")
     names = ["Aaron_Eckhart/Aaron_Eckhart_0001.jpg", "AJ_Lamas/AJ_Lamas_0001.jpg"]
@@ -64,7 +64,7 @@ def test_toy_teacher_through_teacher_crops_and_embed_files(toy, tmp_path):
 @pytest.fixture(scope="module")
 def lfw_face():
     """An LFW photo with our MTCNN box and landmarks of its face."""
-    from facecore.detectors import create_detector
+    from facecore.detection.detectors import create_detector
 
     img = load_rgb(need_data("lfw", "lfw-deepfunneled") / "Aaron_Eckhart" / "Aaron_Eckhart_0001.jpg").rgb
     det = create_detector("mtcnn").detect([img])[0]

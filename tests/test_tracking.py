@@ -6,7 +6,7 @@ import itertools
 import numpy as np
 import pytest
 
-from facecore.tracking import UNKNOWN, FlowTracker, Track, iou_matrix, match_boxes, max_weight_assignment
+from facecore.recognition.tracking import UNKNOWN, FlowTracker, Track, iou_matrix, match_boxes, max_weight_assignment
 
 
 def _random_boxes(rng: np.random.Generator, n: int, size: int = 40) -> np.ndarray:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from facecore.models import read_checkpoint
+from facecore.networks.models import read_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -26,7 +26,7 @@ def _cfg(data_dir, tmp_path, **kw):
 
 
 def _train_cmd(cfg, out):
-    return [sys.executable, "-m", "facecore.train", "--config", str(cfg), "--out", str(out), "--quiet"]
+    return [sys.executable, "-m", "facecore.training.train", "--config", str(cfg), "--out", str(out), "--quiet"]
 
 
 def test_kill_9_during_training_resumes_from_last_epoch(data_dir, tmp_path):
@@ -57,7 +57,7 @@ def test_torchrun_two_processes_match_one(data_dir, tmp_path):
     assert one.returncode == 0, one.stderr
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
-                          "-m", "facecore.train", "--config", str(cfg), "--out", str(tmp_path / "two"), "--quiet"],
+                          "-m", "facecore.training.train", "--config", str(cfg), "--out", str(tmp_path / "two"), "--quiet"],
                          cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
     assert two.returncode == 0, two.stdout[-3000:] + two.stderr[-3000:]
     h1, h2 = pd.read_csv(tmp_path / "one" / "history.csv"), pd.read_csv(tmp_path / "two" / "history.csv")
@@ -66,7 +66,7 @@ def test_torchrun_two_processes_match_one(data_dir, tmp_path):
 
 
 def test_changed_config_is_refused(data_dir, tmp_path):
-    from facecore.train import TrainConfig, train
+    from facecore.training.train import TrainConfig, train
 
     out = tmp_path / "r"
     base = json.loads(_cfg(data_dir, tmp_path, epochs=1, max_steps_per_epoch=1).read_text())
@@ -112,8 +112,8 @@ def test_a_diverging_run_stops_and_keeps_the_last_finite_epoch(tmp_path, monkeyp
     import cv2
     import numpy as np
 
-    from facecore import models
-    from facecore.train import DivergedError, TrainConfig, train
+    from facecore.networks import models
+    from facecore.training.train import DivergedError, TrainConfig, train
 
     rng = np.random.default_rng(0)
     for i in range(3):

@@ -1,4 +1,4 @@
-"""facecore.trainconfig: check_config refuses every field out of type or range, and train() runs it first."""
+"""facecore.training.trainconfig: check_config refuses every field out of type or range, and train() runs it first."""
 import math
 import subprocess
 import sys
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from facecore.trainconfig import SETTING_OF, TrainConfig, check_config, cli_fields
+from facecore.training.trainconfig import SETTING_OF, TrainConfig, check_config, cli_fields
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -41,7 +41,7 @@ def test_bad_values_are_one_line_naming_the_field(field, value):
 
 
 def test_mapped_fields_use_the_shared_settings_limits():
-    from facecore.settings import TRAINING_SETTINGS
+    from facecore.core.settings import TRAINING_SETTINGS
 
     assert set(SETTING_OF.values()) <= set(TRAINING_SETTINGS)
     assert set(SETTING_OF) <= set(TrainConfig.__dataclass_fields__)
@@ -49,7 +49,7 @@ def test_mapped_fields_use_the_shared_settings_limits():
 
 def test_train_checks_before_reading_anything(tmp_path):
     """The entry point: a NaN learning rate is refused although the data folder does not even exist."""
-    from facecore.train import train
+    from facecore.training.train import train
 
     cfg = TrainConfig(data_dir=str(tmp_path / "absent"), lr=math.nan, lfw_dir=None)
     with pytest.raises(ValueError, match="lr=nan must be a finite number"):
@@ -66,7 +66,7 @@ def test_cli_fields_name_the_bad_item(items, says):
 
 
 def test_cli_refuses_nan_learning_rate_with_exit_2(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "facecore.train", "--out", str(tmp_path / "run"), "--set", "lr=NaN",
+    r = subprocess.run([sys.executable, "-m", "facecore.training.train", "--out", str(tmp_path / "run"), "--set", "lr=NaN",
                         "--quiet"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "lr=nan must be a finite number" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "run").exists()

@@ -1,17 +1,24 @@
+"""tools/pack_for_gpu.py and tools/continue_on_gpu.sh: distillation data packed for a GPU box that
+takes uploads of limited size, and a run continued there within a time budget."""
 import shutil
+import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 import torch
 
-from facecore.checkpoint import read_checkpoint
-from facecore.data import augment, scan_identities, to_tensor
-from facecore.distill import scan_unlabelled, teacher_targets
-from facecore.teachers import create_teacher
-from facecore.train import TrainConfig, train
-from facecore.transport import pack, slim_state, unpack
+from facecore.core.checkpoint import read_checkpoint
+from facecore.training.data import augment, scan_identities, to_tensor
+from facecore.training.distill import scan_unlabelled, teacher_targets
+from facecore.training.teachers import create_teacher
+from facecore.training.train import TrainConfig, train
 from test_teachers import toy  # noqa: F401 (the toy teacher, registered for one test)
+
+TOOLS = Path(__file__).resolve().parents[1] / "tools"
+sys.path.insert(0, str(TOOLS))  # the tools are scripts, not part of the package
+from pack_for_gpu import main, pack, slim_state, unpack  # noqa: E402
 
 
 @pytest.fixture
@@ -87,13 +94,11 @@ def test_batches_computed_on_a_device_equal_the_cpu_path():
 
 
 def test_continue_on_gpu_script_fits_epochs_to_its_budget_and_returns_pieces(toy, roots, tmp_path):
-    """notebooks/distill/continue_on_gpu.sh end to end on the CPU (DEVICE=cpu): unpack, probe, train,
+    """tools/continue_on_gpu.sh end to end on the CPU (DEVICE=cpu): unpack, probe, train,
     the last epoch's state back in pieces that join to a checkpoint."""
     import json
     import os
     import subprocess
-    import sys
-    from pathlib import Path
 
     pack(roots, tmp_path / "pack", toy, None, workers=1, progress=False)
     cfg = dict(data_dir=str(tmp_path / "w" / "data" / "labelled"), unlabelled_dir=str(tmp_path / "w" / "data" / "unlabelled"),
@@ -105,7 +110,7 @@ def test_continue_on_gpu_script_fits_epochs_to_its_budget_and_returns_pieces(toy
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "WORK": str(tmp_path / "w"), "DEVICE": "cpu", "PYTHONPATH": str(root),
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    r = subprocess.run(["bash", str(root / "notebooks" / "distill" / "continue_on_gpu.sh"), str(tmp_path / "pack"),
+    r = subprocess.run(["bash", str(TOOLS / "continue_on_gpu.sh"), str(tmp_path / "pack"),
                         str(tmp_path / "cfg.json"), "100", str(tmp_path / "out")], cwd=root, env=env,
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
@@ -119,9 +124,7 @@ def test_continue_on_gpu_script_fits_epochs_to_its_budget_and_returns_pieces(toy
 
 
 def test_command_line_names_what_is_wrong(tmp_path, capsys):
-    from facecore.transport import main
-
     assert main(["pack", str(tmp_path / "p"), "labelled"]) == 2
     assert main(["unpack", str(tmp_path / "nothing"), str(tmp_path / "d")]) == 2
     err = capsys.readouterr().err
-    assert "roots are NAME=DIR" in err and "no part-*.npz under" in err
+    assert "no folder labelled" in err and "no part-*.npz under" in err

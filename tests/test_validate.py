@@ -1,6 +1,6 @@
 import numpy as np
 
-from facecore.validate import _same_pairs, embedding_spread, evaluate_pairs
+from facecore.training.validate import _same_pairs, evaluate_pairs
 
 
 def test_same_pairs_match_brute_force():
@@ -38,7 +38,3 @@ def test_pair_accuracy_matches_brute_force_threshold_search():
     s_pos, s_neg = (emb[pos[:, 0]] * emb[pos[:, 1]]).sum(1), (emb[neg[:, 0]] * emb[neg[:, 1]]).sum(1)
     best = max(((s_pos >= t).sum() + (s_neg < t).sum()) / (2 * len(pos)) for t in np.r_[s_pos, s_neg, 9.0])
     assert abs(acc - best) < 1e-12 and 0.6 < acc < 1.0
-
-
-def test_spread_of_equal_embeddings_is_zero():
-    assert abs(embedding_spread(np.tile([[0.6, 0.8]], (5, 1)))) < 1e-12

@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from facecore.losses import create_loss
-from facecore.models import checkpoint_meta, create_model, save_checkpoint
-from facecore.warmstart import warm_start
+from facecore.networks.losses import create_loss
+from facecore.networks.models import checkpoint_meta, create_model, save_checkpoint
+from facecore.training.warmstart import warm_start
 
 CLASSES = ["a", "b", "c"]
 

@@ -7,8 +7,10 @@ import pytest
 import torch
 
 import config
-from facecore import zoo, zoo_table
-from facecore.models import checkpoint_meta, create_model, load_embedder, save_checkpoint
+from facecore.core import zoo, zoo_table
+from facecore.core import zoo
+from facecore.networks.models import checkpoint_meta, create_model, load_embedder, save_checkpoint
+from facecore.networks.models import checkpoint_meta, create_model, load_embedder, save_checkpoint
 
 
 def test_every_shipped_file_matches_its_recorded_hash():
@@ -69,7 +71,7 @@ def test_record_hash_rewrites_config(fake_zoo, capsys):
 
 
 def test_finalize_over_a_shipped_model_records_its_hash(fake_zoo, monkeypatch, tmp_path):
-    from facecore.shipping import finalize_run
+    from facecore.training.shipping import finalize_run
 
     path, cfg = fake_zoo
     monkeypatch.setattr(zoo, "TABLE_FILE", cfg)  # record into the copy of the table

@@ -7,7 +7,7 @@ In ``README.md`` and ``docs/*.md``, a block ``<!-- table:NAME -->`` ... ``<!-- /
 generated markdown: NAME is a markdown file the notebooks write (``id_rate/benchmark.md``: its table,
 without its title) or one of ``GENERATORS`` below, computed from files the notebooks write (metrics
 JSON, benchmark CSV) and the shipped checkpoints. The loss notebooks' ``TRAINING`` parameter lists
-every shared setting at its default (``facecore.settings.training_block``). ``tests/test_docs.py``
+every shared setting at its default (``facecore.core.settings.training_block``). ``tests/test_docs.py``
 checks that nothing is stale.
 """
 from __future__ import annotations
@@ -19,9 +19,9 @@ import re
 import sys
 from pathlib import Path
 
-from facecore.files import atomic_write_text
-from facecore.losses import loss_class
-from facecore.settings import TRAINING_SETTINGS, training_block
+from facecore.core.files import atomic_write_text
+from facecore.core.settings import TRAINING_SETTINGS, training_block
+from facecore.networks.losses import loss_class
 
 ROOT = Path(__file__).resolve().parents[1]
 BLOCK = re.compile(r"(<!-- table:(?P<name>[^ ]+) -->\n)(?P<body>.*?)(<!-- /table -->)", re.S)
@@ -33,7 +33,7 @@ REFERENCE_BUDGET_MB, TOTAL_BUDGET_MB = 120, 150  # tests/test_models.py
 
 def _zoo() -> tuple[dict[str, str], str | None]:
     """(shipped name -> checkpoint path relative to ROOT, the default model) from the package's zoo table."""
-    from facecore import zoo_table
+    from facecore.core import zoo_table
 
     return dict(zoo_table.params), zoo_table.DEFAULT_MODEL
 
@@ -122,7 +122,7 @@ def training_runs() -> str:
 
 
 def settings() -> str:
-    """The shared training settings of ``facecore.settings``."""
+    """The shared training settings of ``facecore.core.settings``."""
     lines = ["| setting | default | meaning |", "|---|---|---|"]
     lines += [f"| `{n}` | `{s.default!r}` | {s.help.replace('|', '/')} |" for n, s in TRAINING_SETTINGS.items()]
     return "\n".join(lines) + "\n"
@@ -134,7 +134,7 @@ def landmarks() -> str:
     m = json.loads((ROOT / "notebooks" / "my-face-alignment" / "metrics.json").read_text())
     lfw = json.loads((ROOT / "notebooks" / "my-face-alignment" / "lfw_landmarks.json").read_text())
     names = {"mean": "the training mean (a model that learnt nothing)", "mtcnn": "MTCNN's landmarks",
-             "ours": "facecore.landmarks"}
+             "ours": "facecore.detection.landmarks"}
     lines = [f"| predictor | eye NME mean | eye NME median | 5-point NME | LFW 10-fold of `{lfw['model']}` (%) |",
              "|---|---:|---:|---:|---:|"]
     for key, text in names.items():

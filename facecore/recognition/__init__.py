@@ -1,0 +1,2 @@
+"""The gallery, per-frame recognition, tracking and video input/output behind realtime.py. Imports the
+layers below training."""

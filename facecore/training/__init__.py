@@ -1,0 +1,2 @@
+"""Training data, the training loop, validation, distillation teachers, shipping and the notebooks'
+set-up. Imports the layers below."""
