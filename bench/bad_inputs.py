@@ -38,6 +38,7 @@ from typing import Callable
 
 import numpy as np
 
+from facecore.core.files import atomic_write_text
 from facecore.core.paths import PROJECT_ROOT as ROOT
 from facecore.core.paths import data_root
 
@@ -990,14 +991,20 @@ def _(work: Path) -> Outcome:
     return Outcome(c.returncode, c.stderr)
 
 
+RESULTS = ROOT / "bench" / "results" / "bad_inputs.md"  # the full run's table, spliced into docs/reliability.md
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--only", default="", help="comma-separated groups (default: all)")
+    ap.add_argument("--markdown", default=None,
+                    help=f"write the rows as a markdown table here (default: {RESULTS.relative_to(ROOT)} for a full run)")
     args = ap.parse_args()
     groups = {g for g in args.only.split(",") if g}
     rows = [p for p in PROBES if not groups or p[0] in groups]
-    print(f"{'group':9s} {'probe':66s} {'exit':>4s} {'want':>5s} {'traceback':>9s}  lost or stale -> verdict", flush=True)
-    failed = 0
+    width = max(len(p[0]) for p in rows)
+    print(f"{'group':{width}s} {'probe':66s} {'exit':>4s} {'want':>5s} {'traceback':>9s}  lost or stale -> verdict", flush=True)
+    failed, table = 0, []
     for group, name, expect, fn in rows:
         with tempfile.TemporaryDirectory(prefix="bad-inputs-") as tmp:
             try:
@@ -1008,9 +1015,18 @@ def main() -> None:
         ok = o.rc in expect and not tb and not o.lost
         failed += not ok
         first = o.stderr.strip().splitlines()[-1][:90] if o.stderr.strip() else ""
-        print(f"{group:9s} {name[:66]:66s} {o.rc:4d} {'/'.join(map(str, expect)):>5s} {('yes' if tb else 'no'):>9s}  "
+        print(f"{group:{width}s} {name[:66]:66s} {o.rc:4d} {'/'.join(map(str, expect)):>5s} {('yes' if tb else 'no'):>9s}  "
               f"{o.lost or 'nothing'} -> {'ok' if ok else 'FAIL'}" + (f"  [{first}]" if first else ""), flush=True)
-    print(f"{len(rows) - failed} of {len(rows)} rows pass")
+        table.append(f"| {group} | {name.replace('|', '/')} | {o.rc} | {'/'.join(map(str, expect))} | "
+                     f"{'yes' if tb else 'no'} | {(o.lost or 'nothing').replace('|', '/')} | {'ok' if ok else 'FAIL'} |")
+    summary = f"{len(rows) - failed} of {len(rows)} rows pass"
+    print(summary)
+    out = Path(args.markdown) if args.markdown else (None if groups else RESULTS)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out, "| group | probe | exit | expected | traceback | lost or stale | verdict |\n"
+                          "|---|---|---:|---:|---|---|---|\n" + "\n".join(table) + f"\n\n{summary}.\n")
+        print(f"wrote {out}")
 
 
 if __name__ == "__main__":
