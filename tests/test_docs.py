@@ -1,6 +1,6 @@
 """tools/render_docs.py: the README's and docs/' generated tables equal what the notebooks' files give,
 the loss notebooks' TRAINING entries equal facecore.core.settings; the README stays short and its figures
-generated; no diary wording."""
+generated; no diary wording; links and their anchors resolve."""
 from __future__ import annotations
 
 import importlib.util
@@ -93,3 +93,16 @@ def test_links_resolve(path):
     for target in re.findall(r"\]\(([^)#\s]+)", path.read_text()):
         if not target.startswith("http"):
             assert (path.parent / target).exists(), f"{path.name}: {target}"
+
+
+def _anchors(path) -> set[str]:
+    """GitHub's anchors of a markdown file's headings (lower case, punctuation dropped, spaces to dashes)."""
+    heads = re.findall(r"^#+ (.+)$", re.sub(r"```.*?```", "", path.read_text(), flags=re.S), re.M)
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in heads}
+
+
+@pytest.mark.parametrize("path", DOCS, ids=lambda p: p.name)
+def test_link_anchors_resolve(path):
+    for target, anchor in re.findall(r"\]\(([^)#\s]*)#([^)\s]+)\)", path.read_text()):
+        doc = path.parent / target if target else path
+        assert anchor in _anchors(doc), f"{path.name}: {target}#{anchor}"
