@@ -22,18 +22,21 @@ other.
 from __future__ import annotations
 
 import argparse
-import math
 import ast
 import json
+import math
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import yaml
+
 from .core.paths import PROJECT_ROOT, data_root
 from .core.profiles import PROFILES_DIR, ProfileError, list_profiles, load_profile, profile_name  # noqa: F401
 from .core.settings import TRAINING_SETTINGS, check_training
+
 
 def missing_data(stages: list[dict]) -> list[str]:
     """What the stages require and is not there, unless an earlier stage of the list makes it (its

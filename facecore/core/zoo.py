@@ -8,7 +8,6 @@ relative path); then the per-user folder ``~/.local/share/facecore/models`` (``$
 """
 from __future__ import annotations
 
-import importlib
 import os
 import re
 from pathlib import Path

@@ -28,14 +28,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
-from ..core.checkpoint import load_weights, verify_zip
 from ..core.checkpoint import load_weights, verify_zip
 from ..core.files import atomic_write_bytes
 from ..core.paths import PROJECT_ROOT
-from ..core.paths import PROJECT_ROOT
-from ..core.registry import Registry
 from ..core.registry import Registry
 from ..core.runtime import progress_bar
 from .landmarks_data import FLIP_ORDER, crop_matrix, invert_matrix, map_points, to_tensor, warp_crop
@@ -157,7 +153,6 @@ def train_landmarker(model: nn.Module, dataset, epochs: int, batch_size: int = 6
     With ``state_path`` the model, optimiser and history are saved atomically after each epoch and
     a rerun resumes from there (a finished run returns at once).
     """
-    from torch.utils.data import DataLoader
     torch.manual_seed(seed)
     model.to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)

@@ -20,7 +20,6 @@ import numpy as np
 import pandas as pd
 
 from ..core.files import NO_FACE, OK, UNREADABLE, LoadedImage, atomic_write_text, file_digest, list_images, update_text
-from ..core.files import NO_FACE, OK, UNREADABLE, LoadedImage, atomic_write_text, file_digest
 from .alignlock import lock_owner
 
 LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from tqdm.auto import tqdm
 
 from ..core.cache import claim, prune as prune_entries
 from ..core.files import NO_FACE, OK, UNREADABLE, atomic_write_bytes, file_digest, load_rgb, regular_file

@@ -23,7 +23,6 @@ RESULTS_DIR = PROJECT_ROOT / "id_rate"
 # notebook parameter -> its value in the full protocol (a run that differs is a subset)
 FULL_PROTOCOL: dict[str, object] = {"MODELS": [], "QUERY_MIN_IMAGES": 3, "MAX_QUERY_IDENTITIES": 0,
                                     "MAX_DISTRACTORS": 0, "PROTOCOLS": ["lfw", "cfp-ff", "cfp-fp", "id-rate"]}
-from ..core.files import list_images
 from ..detection.detectors import resolve_detector
 from ..networks.models import Embedder, checkpoint_meta, create_model
 from .embed import embed_files

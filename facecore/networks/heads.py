@@ -13,9 +13,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
-from ..core.registry import Registry
 from ..core.registry import Registry
 from ..core.runtime import progress_bar
 

@@ -23,9 +23,6 @@ from facenet_pytorch import InceptionResnetV1
 from ..core.checkpoint import (CHECKPOINT_FORMAT, check_meta, checkpoint_bytes, checkpoint_meta,  # noqa: F401
                                float_state_dict, is_compressed, load_weights, read_checkpoint, round_mantissa,
                                save_checkpoint, write_checkpoint)
-from ..core.checkpoint import (CHECKPOINT_FORMAT, checkpoint_bytes, checkpoint_meta, float_state_dict,  # noqa: F401
-                               is_compressed, load_weights, read_checkpoint, round_mantissa, save_checkpoint,
-                               write_checkpoint)
 from ..core.preprocessing import MEAN, STD, meta_to_tensor, to_tensor
 from ..core.registry import Registry
 from ..core.zoo import verify_shipped

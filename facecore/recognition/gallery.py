@@ -23,12 +23,9 @@ import numpy as np
 
 from ..core.cache import claim
 from ..core.files import IMAGE_EXTENSIONS, NO_FACE, OK, UNREADABLE
-from ..core.files import IMAGE_EXTENSIONS, NO_FACE, OK, UNREADABLE
 from ..core.paths import USER_CACHE, cache_path
 from ..core.paths import PROJECT_ROOT
 from ..evaluation.embed import embed_files, prune_cache
-from ..evaluation.embed import embed_files, prune_cache
-from ..networks.models import Embedder
 from ..networks.models import Embedder
 from .tracking import UNKNOWN
 

@@ -8,14 +8,12 @@ from __future__ import annotations
 import math
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Iterator
 
 import cv2
 import numpy as np
-from PIL import Image
 
 from ..core.files import list_images, load_rgb, output_target, unwritable_reason
 FOLDER_FPS = 10.0  # nominal frame rate of a folder of images

@@ -15,11 +15,8 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from ..core.files import atomic_write_bytes, list_images, regular_file
-from ..core.files import atomic_write_bytes, list_images
-from ..core.preprocessing import to_tensor as _to_tensor
 from ..core.preprocessing import to_tensor as _to_tensor
 from ..core.runtime import progress_bar
 
@@ -90,7 +87,6 @@ def load_crops(fs: FaceSet, size: int, cache_dir: str | os.PathLike | None = Non
     Two CPU cores should not spend every epoch decoding JPEGs; the cache is keyed by the files' paths,
     sizes and modification times (``crops_key``), so changed crops are decoded again.
     """
-    import cv2
 
     key = crops_key(fs, size)
     cache = Path(cache_dir) / f"crops-{size}-{key}.npy" if cache_dir else None
@@ -98,7 +94,6 @@ def load_crops(fs: FaceSet, size: int, cache_dir: str | os.PathLike | None = Non
         cached = _read_crops(cache, (len(fs), size, size, 3))
         if cached is not None:
             return cached
-    from concurrent.futures import ThreadPoolExecutor
 
     def decode(p: str) -> np.ndarray:
         img = cv2.imread(str(fs.root / p), cv2.IMREAD_COLOR)

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from ..core.checkpoint import float_state_dict, half_state_dict, read_checkpoint, write_checkpoint
 from ..core.files import list_images
@@ -26,7 +25,7 @@ from ..evaluation.embed import embed_files
 from ..networks.heads import PREFIX, fit_head
 from ..networks.models import Embedder, create_model
 from .data import FaceSet
-from .data import FaceSet, load_crops, scan_identities, split_per_identity
+from .data import load_crops, scan_identities, split_per_identity
 from .teachers import create_teacher, teacher_names
 
 

@@ -13,10 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.checkpoint import export_for_shipping, read_checkpoint, set_thresholds
-from ..core.checkpoint import export_for_shipping, read_checkpoint, set_thresholds
 from ..core.files import atomic_write_text, commit_output, output_target
-from ..core.files import atomic_write_text
-from ..core.paths import project_path
 from ..core.paths import project_path
 from ..core.zoo import record_hash, shipped_models
 from ..evaluation.embed import embed_files

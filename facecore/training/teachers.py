@@ -24,7 +24,6 @@ from typing import Any
 
 import cv2
 import numpy as np
-from tqdm.auto import tqdm
 
 from ..core.files import OK, atomic_write_bytes, encode_jpeg, load_rgb
 from ..core.registry import Registry

@@ -23,27 +23,17 @@ import pandas as pd
 import torch
 import torch.distributed as dist
 from PIL import Image
-from tqdm.auto import tqdm
 
 from ..core.checkpoint import checkpoint_meta, export_for_shipping, save_checkpoint  # noqa: F401 (re-export)
-from ..core.checkpoint import checkpoint_meta, export_for_shipping, save_checkpoint  # noqa: F401 (re-export)
 from ..core.paths import project_path
-from ..core.paths import project_path
-from ..core.preprocessing import ALIGN_SIZE, cache_crop_size
 from ..core.preprocessing import ALIGN_SIZE, cache_crop_size
 from ..core.runtime import autocast, dist_rank_world, progress_bar, set_threads, setup_distributed
-from ..core.runtime import autocast, dist_rank_world, set_threads, setup_distributed
 from ..evaluation.metrics import embedding_spread
 from ..networks.losses import build_loss, distill_targets
-from ..networks.losses import build_loss, distill_targets
-from ..networks.models import create_model, default_input_size, recalibrate_bn  # noqa: F401 (re-export)
 from ..networks.models import create_model, default_input_size, recalibrate_bn  # noqa: F401 (re-export)
 from .data import PKSampler, augment, augmentation, load_crops, scan_identities, shuffled_batches, split_per_identity, to_tensor
-from .data import (PKSampler, augment, augmentation, load_crops, scan_identities, shuffled_batches,
-                   split_per_identity, to_tensor)
 from .distill import attach
 from .trainconfig import TrainConfig, check_config, cli_fields
-from .trainconfig import TrainConfig
 from .trainstate import load_last, restore_generators, rng_states, write_history
 from .validate import evaluate_classifier, evaluate_pairs, lfw_eval
 from .warmstart import warm_start

@@ -11,9 +11,7 @@ import torch
 import torch.distributed as dist
 
 from ..core.checkpoint import load_weights, read_checkpoint
-from ..core.checkpoint import load_weights, read_checkpoint
 from ..core.files import atomic_output, atomic_write_text
-from ..core.files import atomic_write_text
 from ..evaluation.plots import training_curves
 
 
