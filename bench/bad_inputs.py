@@ -816,12 +816,12 @@ def _check(dst: Path, *src) -> subprocess.CompletedProcess:
 
 for _flag, _value in [("--limit", "-2"), ("--size", "0"), ("--size", "100000"), ("--min_face_frac", "5"),
                       ("--min_face_frac", "nan"), ("--limit", "abc")]:
-    def _refused(work: Path, flag=_flag, value=_value) -> Outcome:
+    def _flag_refused(work: Path, flag=_flag, value=_value) -> Outcome:
         r = _align(_three(work), work / "out", flag, value)
         one = len(r.stderr.strip().splitlines()) == 1 and flag in r.stderr
         return Outcome(r.returncode, r.stderr, "; ".join(filter(None, [
             (work / "out").exists() and "the destination was created", not one and "not one line naming the flag"])))
-    probe("align-integrity", f"{_flag} {_value} is refused before anything is written")(_refused)
+    probe("align-integrity", f"{_flag} {_value} is refused before anything is written")(_flag_refused)
 
 
 @probe("align-integrity", "--size 0, then the corrected rerun runs", expect=0)
