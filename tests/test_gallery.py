@@ -10,12 +10,8 @@ import torch
 
 from conftest import need_data
 from facecore.evaluation.embed import embed_files
-from facecore.evaluation.embed import embed_files
-from facecore.networks.models import checkpoint_meta, create_model, load_embedder, save_checkpoint
 from facecore.networks.models import checkpoint_meta, create_model, load_embedder, save_checkpoint
 from facecore.recognition.gallery import Gallery, build_gallery, find_people, skipped_people
-from facecore.recognition.gallery import Gallery, build_gallery, find_people
-from facecore.recognition.tracking import UNKNOWN
 from facecore.recognition.tracking import UNKNOWN
 
 
