@@ -35,7 +35,7 @@ def faces_per_s(teacher, crops: np.ndarray, rounds: int) -> float:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--teachers", default="openvino-0095,sface,openvino-0095+sface")
-    p.add_argument("--protocols", default="lfw,cfp-ff,cfp-fp,id-rate")
+    p.add_argument("--protocols", default="lfw,cfp-ff,cfp-fp,id-rate", help='facecore.protocols names ("": faces/s only)')
     p.add_argument("--cache_dir", default="cache/embeddings")
     p.add_argument("--n", type=int, default=256, help="aligned LFW crops timed per teacher (0: no timing)")
     p.add_argument("--rounds", type=int, default=2)
@@ -51,7 +51,7 @@ def main() -> None:
 
     set_threads(1)
     cache = project_path(args.cache_dir)
-    protocols = args.protocols.split(",")
+    protocols = [p for p in args.protocols.split(",") if p]  # "": faces/s only
     options = {p: {"cache_dir": cache, **({"fprs": [1e-3, 1e-2]} if p == "id-rate" else {})} for p in protocols}
     rows, speeds = [], {}
     root = ALIGNED_ROOT / "lfw-112"
