@@ -34,7 +34,7 @@ def toy(monkeypatch):
 
 def test_registry_builds_by_name_and_lists_the_valid_names(toy):
     assert {"dlib", "onnx", "toy"} <= set(teacher_names()) and isinstance(toy, ToyTeacher)
-    with pytest.raises(ValueError, match="unknown teacher 'nope'; valid names: dlib, onnx, .*register_teacher"):
+    with pytest.raises(ValueError, match="unknown teacher 'nope'; valid names: .*dlib, .*onnx, .*register_teacher"):
         create_teacher("nope")
     with pytest.raises(ValueError, match="already registered"):
         register_teacher("toy")(ToyTeacher)

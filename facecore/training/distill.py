@@ -217,6 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--teacher", default="dlib", choices=teacher_names())
     p.add_argument("--framing", default="ours", help="dlib teacher: ours or dlib")
     p.add_argument("--onnx_path", default="", help="onnx teacher: the model file")
+    p.add_argument("--model_dir", default="", help="staged teachers (openvino-0095, sface, edgeface-xs and their "
+                   "combination): the folder holding their files (default $FACECORE_TEACHERS)")
     p.add_argument("--flip", action="store_true", help="also the mirror's embedding (TEACHER_FLIP)")
     p.add_argument("--shard", default="0/1", help="K/N: this process embeds every N-th file from the K-th")
     p.add_argument("--cache_dir", default="cache/crops/teacher", help="the training run's cache_dir + /teacher")
@@ -235,7 +237,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     fs = FaceSet(fs.root, fs.paths[k::n], fs.labels[k::n], [])
     kwargs = {"dlib": {"framing": a.framing}, "onnx": {"path": a.onnx_path}}.get(a.teacher, {})
-    teacher = create_teacher(a.teacher, **kwargs)
+    kwargs = {"model_dir": a.model_dir} if a.model_dir and a.teacher not in ("dlib", "onnx") else kwargs
+    try:
+        teacher = create_teacher(a.teacher, **kwargs)
+    except (FileNotFoundError, ImportError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     norms = np.linalg.norm(teacher_targets(fs, teacher, project_path(a.cache_dir), progress=True, flip=a.flip), axis=1)
     print(f"{len(fs.paths)} crops of {a.root} embedded by {teacher.name} (shard {k}/{n}) into {a.cache_dir}; "
           f"norms {norms.min():.3f}-{norms.max():.3f}")

@@ -13,6 +13,9 @@ its crop side, ``meta`` its preprocessing (``template``: the 5 landmark position
   size, normalisation and template are parameters.
 - ``table``: a teacher's embeddings computed elsewhere and shipped as a table (``facecore.training.teacher_table``),
   for training where the teacher is not installed (a GPU box); it looks crops up, it cannot embed.
+- ``openvino-0095``, ``sface``, ``edgeface-xs``: staged teachers (``facecore.training.teachers_zoo``; their files
+  are staged by the user under ``$FACECORE_TEACHERS``, never shipped); ``openvino-0095+sface`` combines
+  the first two, and ``combined`` any registered teachers (``members=[...]``).
 """
 from __future__ import annotations
 
@@ -32,6 +35,7 @@ from ..detection.align import template, warp_face
 from ..detection.detect import select_face
 from ..detection.detectors import create_detector
 from ..detection.folder import landmarks_of, read_manifest
+from .teachers_zoo import CombinedTeacher, EdgeFaceTeacher, OpenVinoTeacher, SFaceTeacher
 
 _TEACHERS = Registry("teacher", add_with="facecore.training.teachers.register_teacher", unique=True)
 
@@ -225,3 +229,24 @@ def chip_template(images: list[np.ndarray], boxes: np.ndarray, detector=None) ->
 register_teacher("dlib")(DlibTeacher)
 register_teacher("onnx")(OnnxTeacher)
 register_teacher("table")(TableTeacher)
+register_teacher("openvino-0095")(OpenVinoTeacher)
+register_teacher("sface")(SFaceTeacher)
+register_teacher("edgeface-xs")(EdgeFaceTeacher)
+
+
+@register_teacher("combined")
+def combined_teacher(members: list[str], member_settings: dict | None = None, name: str = "",
+                     device: str = "cpu") -> CombinedTeacher:
+    """Registered teachers ``members`` as one (``teachers_zoo.CombinedTeacher``); ``member_settings``:
+    name -> that member's settings."""
+    settings = member_settings or {}
+    return CombinedTeacher([create_teacher(m, **settings.get(m, {})) for m in members], name, device)
+
+
+@register_teacher("openvino-0095+sface")
+def openvino_sface(model_dir: str | os.PathLike | None = None, threads: int = 1,
+                   device: str = "cpu") -> CombinedTeacher:
+    """Intel's 0095 and SFace combined: the cosine is the mean of their two cosines."""
+    both = {"model_dir": model_dir, "threads": threads}
+    return combined_teacher(["openvino-0095", "sface"], {"openvino-0095": both, "sface": both}, "openvino-0095+sface",
+                            device)
