@@ -148,7 +148,7 @@ def test_detects_every_search_every_frames_while_nobody_is_tracked(checkpoint):
 
 def test_output_slots_match_a_brute_force_count(tmp_path):
     from facecore.recognition.video_out import OutputWriter
-    from facecore.recognition.video import OutputWriter
+    from facecore.recognition.video_out import OutputWriter
 
     w = OutputWriter(tmp_path / "x.gif", fps=10)
     fps = 30000 / 1001
