@@ -56,7 +56,6 @@ def timed_run(source: str, step, max_frames: int | None) -> tuple[list, float]:
     """Per-frame results of ``step(frame)`` over the clip (decode + step + overlay) and the seconds taken."""
     from facecore.recognition.drawing import draw_faces
     from facecore.recognition.video import open_source
-    from facecore.recognition.drawing import draw_faces
 
     out = []
     src = open_source(source)
