@@ -35,7 +35,7 @@ from ..detection.align import template, warp_face
 from ..detection.detect import select_face
 from ..detection.detectors import create_detector
 from ..detection.folder import landmarks_of, read_manifest
-from .teachers_zoo import CombinedTeacher, EdgeFaceTeacher, OpenVinoTeacher, SFaceTeacher
+from .teachers_zoo import CombinedTeacher, EdgeFaceTeacher, OpenVinoTeacher, SFaceTeacher, embed_batches
 
 _TEACHERS = Registry("teacher", add_with="facecore.training.teachers.register_teacher", unique=True)
 
@@ -185,12 +185,7 @@ class OnnxTeacher:
         crops = np.asarray(crops)
         if len(crops) == 0:
             return np.zeros((0, self.meta["embedding_dim"]), np.float32)
-        out = []
-        for i in range(0, len(crops), batch_size):
-            c = crops[i:i + batch_size]
-            e = self._run(c)
-            out.append(e + self._run(c[:, :, ::-1]) if flip else e)
-        return _unit(np.concatenate(out))
+        return embed_batches(self._run, crops, batch_size, flip)
 
 
 def teacher_crops(src_root: str | os.PathLike, aligned_dir: str | os.PathLike, teacher, dst: str | os.PathLike,

@@ -109,12 +109,7 @@ class _Teacher:
         if len(crops) == 0:
             return np.zeros((0, self.dim), np.float32)
         crops = _check(self.name, crops, self.align_size)
-        out = []
-        for i in range(0, len(crops), batch_size):
-            c = crops[i:i + batch_size]
-            e = self._run(c)
-            out.append(e + self._run(c[:, :, ::-1]) if flip else e)
-        return _unit(np.concatenate(out))
+        return embed_batches(self._run, crops, batch_size, flip)
 
     def _meta(self, input_size: int) -> dict:
         return {"align_size": self.align_size, "input_size": input_size, "template": self.points.tolist(),
@@ -263,6 +258,17 @@ def reframe(crops: np.ndarray, teacher, points: np.ndarray) -> np.ndarray:
         return crops
     box = np.array([0.0, 0.0, crops.shape[2] - 1.0, crops.shape[1] - 1.0])
     return np.stack([teacher.align(c, box, points) for c in crops])
+
+
+def embed_batches(run, crops: np.ndarray, batch_size: int, flip: bool) -> np.ndarray:
+    """Unit embeddings of ``crops`` by ``run`` (a batch of crops -> raw embeddings), ``batch_size`` at a time;
+    ``flip`` adds each crop's mirror image's embedding before normalising."""
+    out = []
+    for i in range(0, len(crops), batch_size):
+        c = crops[i:i + batch_size]
+        e = run(c)
+        out.append(e + run(c[:, :, ::-1]) if flip else e)
+    return _unit(np.concatenate(out))
 
 
 def fill_combined_cache(combined: CombinedTeacher, cache_dir: str | os.PathLike, flip: bool) -> int:
