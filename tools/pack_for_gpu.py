@@ -77,8 +77,6 @@ def pack(roots: dict[str, str | os.PathLike], dst: str | os.PathLike, teacher, c
     (``part-000.npz``, ...) of WebP crops named ``<folder name>/<path>.webp``, and ``teacher.npz``
     (``paths``, fp16 ``embeddings`` of ``teacher``, computed or read from ``cache_dir``, and the teacher's
     ``cache_key``). Returns counts and sizes."""
-    from multiprocessing import get_context
-    from .distill import scan_unlabelled, teacher_targets
     dst = Path(dst)
     dst.mkdir(parents=True, exist_ok=True)
     table = write_table(roots, dst / TABLE, teacher, cache_dir, progress, suffix=".webp")
