@@ -38,9 +38,11 @@ from typing import Callable
 
 import numpy as np
 
-from facecore.core.files import atomic_write_text
-from facecore.core.paths import PROJECT_ROOT as ROOT
-from facecore.core.paths import data_root
+from facecore.core.files import atomic_write_text, file_digest
+from facecore.core.paths import PROJECT_ROOT as ROOT, data_root
+from facecore.detection.folder import read_manifest
+from facecore.evaluation.embed import _read_entry, embed_files, file_key
+from facecore.networks.models import checkpoint_meta, create_model, load_embedder, save_checkpoint
 
 PY = sys.executable
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -74,8 +76,6 @@ def run(cmd: list, **kw) -> subprocess.CompletedProcess:
 def checkpoint() -> Path:
     """A small random EfficientNet-B0 checkpoint (the probes test plumbing, not accuracy)."""
     import torch
-
-    from facecore.networks.models import checkpoint_meta, create_model, save_checkpoint
 
     torch.manual_seed(0)
     path = Path(tempfile.mkdtemp(prefix="bad-inputs-")) / "b0.pt"
@@ -205,7 +205,6 @@ def _(work: Path) -> Outcome:
     entries[0].write_bytes(entries[0].read_bytes()[:40])
     entries[-1].write_bytes(b"")
     r = _gallery_run(work, people)
-    from facecore.evaluation.embed import _read_entry
 
     bad = [e.name for e in entries if _read_entry(e) is None]
     named = all(str(e) in r.stderr for e in (entries[0], entries[-1]))
@@ -215,8 +214,6 @@ def _(work: Path) -> Outcome:
 
 @probe("gallery", "photo removed and photo replaced", expect=0)
 def _(work: Path) -> Outcome:
-    from facecore.evaluation.embed import file_key
-
     people = work / "people"
     shutil.copytree(PEOPLE, people)
     photos = sorted(p for p in people.rglob("*") if p.is_file())
@@ -256,8 +253,6 @@ def _(work: Path) -> Outcome:
 
 @probe("align", "resume after a source was replaced", expect=0)
 def _(work: Path) -> Outcome:
-    from facecore.detection.folder import read_manifest
-
     src, dst = _three(work), work / "out"
     _align(src, dst)
     before = read_manifest(dst).loc[1, "x1"]
@@ -293,8 +288,6 @@ def _(work: Path) -> Outcome:
 @probe("align", "bad images (empty, truncated, text, CMYK, 16-bit, RGBA, grey, 6000 px, no face)", expect=0)
 def _(work: Path) -> Outcome:
     from PIL import Image
-
-    from facecore.detection.folder import read_manifest
 
     face_jpeg = sorted((data_root() / "lfw" / "lfw-deepfunneled" / "Aaron_Eckhart").glob("*.jpg"))[0]
     d = work / "src" / "person"
@@ -737,9 +730,6 @@ def _(work: Path) -> Outcome:
 
 @probe("caches", "--cache_dir at an evaluation embedding cache", expect=0)
 def _(work: Path) -> Outcome:
-    from facecore.evaluation.embed import embed_files
-    from facecore.networks.models import load_embedder
-
     crops = sorted((data_root() / "lfw" / "lfw-deepfunneled" / "George_W_Bush").glob("*.jpg"))[:4]
     embed_files(crops, load_embedder(checkpoint()), aligned=True, cache_dir=work / "emb", progress=False)
     before = sorted((work / "emb").rglob("*.npz"))
@@ -836,8 +826,6 @@ def _(work: Path) -> Outcome:
 def _(work: Path) -> Outcome:
     from PIL import Image
 
-    from facecore.detection.folder import read_manifest
-
     src, dst = _three(work), work / "out"
     Image.open(src / "p" / "0.jpg").save(src / "p" / "x.png")
     os.remove(src / "p" / "0.jpg")
@@ -870,9 +858,6 @@ sys.exit(folder.main(sys.argv[3:]))
 @probe("align-integrity", "a photo rewritten while it is aligned (same size) is redone", expect=0)
 def _(work: Path) -> Outcome:
     from PIL import Image
-
-    from facecore.core.files import file_digest
-    from facecore.detection.folder import read_manifest
 
     src, dst = _three(work), work / "out"
     photos = [src / "p" / f"{i}.bmp" for i in range(3)]

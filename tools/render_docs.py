@@ -19,6 +19,7 @@ import re
 import sys
 from pathlib import Path
 
+from facecore.core import zoo_table
 from facecore.core.files import atomic_write_text
 from facecore.core.settings import TRAINING_SETTINGS, training_block
 from facecore.networks.losses import loss_class
@@ -33,8 +34,6 @@ REFERENCE_BUDGET_MB, TOTAL_BUDGET_MB = 120, 150  # tests/test_models.py
 
 def _zoo() -> tuple[dict[str, str], str | None]:
     """(shipped name -> checkpoint path relative to ROOT, the default model) from the package's zoo table."""
-    from facecore.core import zoo_table
-
     return dict(zoo_table.params), zoo_table.DEFAULT_MODEL
 
 
