@@ -16,12 +16,17 @@ import time
 
 import numpy as np
 
+from facecore.core.files import list_images, load_rgb, write_table
+from facecore.core.paths import cache_root, project_path
+from facecore.core.runtime import set_threads
+from facecore.evaluation.embed import aligned_input
+from facecore.evaluation.protocols import benchmark_table, table_markdown
+from facecore.training.teachers import create_teacher
+from facecore.training.teachers_zoo import CombinedTeacher, fill_combined_cache
 
 
 def faces_per_s(teacher, crops: np.ndarray, rounds: int) -> float:
     """Best-of-``rounds`` faces/s of re-framing and embedding ``crops`` (ArcFace-template 112 px)."""
-    from facecore.evaluation.embed import aligned_input
-
     run = lambda c: teacher.embed(np.stack([aligned_input(teacher, x) for x in c]), batch_size=32)  # noqa: E731
     run(crops[:32])
     best = 0.0
@@ -41,20 +46,12 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--out", default="", help="folder for teacher_rows.{csv,md} (relative to the project root)")
     args = p.parse_args()
-
-    from facecore.core.files import list_images, load_rgb, write_table
-    from facecore.core.paths import project_path
-    from facecore.evaluation.protocols import ALIGNED_ROOT, benchmark_table, table_markdown
-    from facecore.core.runtime import set_threads
-    from facecore.training.teachers import create_teacher
-    from facecore.training.teachers_zoo import CombinedTeacher, fill_combined_cache
-
     set_threads(1)
     cache = project_path(args.cache_dir)
     protocols = [p for p in args.protocols.split(",") if p]  # "": faces/s only
     options = {p: {"cache_dir": cache, **({"fprs": [1e-3, 1e-2]} if p == "id-rate" else {})} for p in protocols}
     rows, speeds = [], {}
-    root = ALIGNED_ROOT / "lfw-112"
+    root = cache_root() / "aligned" / "lfw-112"  # where the lfw protocol aligns its crops
     crops = np.stack([load_rgb(root / f).rgb for f in list_images(root)[:args.n]]) if args.n else None
     for name in args.teachers.split(","):
         start = time.perf_counter()
