@@ -62,14 +62,25 @@ def test_photometric_augmentation_keeps_the_geometry():
     assert float(cos.min()) > 0.995  # the same picture up to gain and offset (and clipping at the range ends)
     full = augment(x, torch.Generator().manual_seed(0), **augmentation("full"))
     assert float(torch.nn.functional.cosine_similarity(centred(full).flatten(1), centred(x).flatten(1)).min()) < 0.99
-    assert augmentation("none") is None and set(AUGMENTATIONS) == {"full", "photometric", "none"}
+    assert augmentation("none") is None and set(AUGMENTATIONS) == {"full", "mirror", "photometric", "none"}
+
+
+def test_mirror_augmentation_is_a_mirror_or_not_up_to_gain_and_offset():
+    ramp = np.tile(np.linspace(0, 255, 64).astype(np.uint8)[None, :, None], (64, 1, 3))
+    x = to_tensor(np.stack([ramp] * 16), 64)
+    y = augment(x, torch.Generator().manual_seed(0), **augmentation("mirror"))
+    centred = lambda t: t - t.mean(dim=(1, 2, 3), keepdim=True)  # noqa: E731
+    same = torch.nn.functional.cosine_similarity(centred(y).flatten(1), centred(x).flatten(1), dim=1)
+    mirrored = torch.nn.functional.cosine_similarity(centred(y).flatten(1), centred(x.flip(3)).flatten(1), dim=1)
+    assert bool(((same > 0.99) | (mirrored > 0.99)).all())  # each is the picture or its exact mirror
+    assert 0 < int((mirrored > 0.99).sum()) < 16  # some of both
 
 
 def test_unknown_augmentation_is_refused_before_training(tmp_path):
     from facecore.training.train import TrainConfig, train
 
     cfg = TrainConfig(data_dir=str(tmp_path / "nowhere"), augment="strong", lfw_dir=None)
-    with pytest.raises(ValueError, match="augment='strong' is not one of full, none, photometric"):
+    with pytest.raises(ValueError, match="augment='strong' is not one of full, mirror, none, photometric"):
         train(cfg, tmp_path / "run", progress=False)
     assert not (tmp_path / "run").exists()
 

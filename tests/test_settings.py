@@ -47,7 +47,7 @@ GOOD_BAD = {
     "BATCH_SIZE": ([2, 128], [0, 1, -8]),
     "LR": ([1e-6, 0.1, 1, 10, 1], [0, -1, float("nan"), float("inf"), 10.5, "0.1"]),
     "WEIGHT_DECAY": ([0, 0.0, 5e-4, 1], [-1e-4, float("nan"), 2]),
-    "AUGMENT": (["full", "photometric", "none"], ["mirror", ""]),
+    "AUGMENT": (["full", "mirror", "photometric", "none"], ["flip", ""]),
     "MAX_STEPS_PER_EPOCH": ([0, 6], [-1]),
     "LFW_EVERY": ([1, 2], [0, -1]),
     "INIT_FROM": (["", "runs/x/last.pt"], [0]),

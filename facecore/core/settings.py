@@ -31,7 +31,7 @@ class Setting:
 # The built-in backbones (facecore.networks.models registers them; tests/test_settings.py keeps the two lists
 # equal). A notebook run by the pipeline starts a fresh kernel, where only these exist.
 ARCHS = ("efficientnet-b0", "efficientnet-b1", "efficientnet-b2", "efficientnet-b3", "inceptionresnetv1")
-AUGMENTS = ("full", "photometric", "none")  # facecore.training.data.AUGMENTATIONS
+AUGMENTS = ("full", "mirror", "photometric", "none")  # facecore.training.data.AUGMENTATIONS
 
 TRAINING_SETTINGS: dict[str, Setting] = {s_name: Setting(*v) for s_name, v in {
     "DATA_DIR": ("cache/aligned/celeba-112", "aligned training crops (alignment notebook output), <identity>/<image>",
@@ -48,7 +48,7 @@ TRAINING_SETTINGS: dict[str, Setting] = {s_name: Setting(*v) for s_name, v in {
     "BATCH_SIZE": (128, "images per step (BatchNorm needs 2 or more)", Limits(2, 65536)),
     "LR": (0.1, "peak learning rate (SGD, Nesterov momentum 0.9, 1 warm-up epoch)", Limits(0, 10, low_open=True)),
     "WEIGHT_DECAY": (5e-4, "L2 weight decay", Limits(0, 1)),
-    "AUGMENT": ("full", "\"full\" (mirror, shift/scale/rotation, brightness/contrast), \"photometric\" or \"none\"",
+    "AUGMENT": ("full", "\"full\" (mirror, shift/scale/rotation, brightness/contrast), \"mirror\" (mirror and brightness/contrast), \"photometric\" or \"none\"",
                 Limits(choices=AUGMENTS)),
     "MAX_STEPS_PER_EPOCH": (0, "cap on steps per epoch (0: a full pass) - for smoke runs", Limits(0)),
     "LFW_EVERY": (2, "LFW accuracy after every N epochs (and the last)", Limits(1)),

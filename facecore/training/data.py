@@ -181,10 +181,12 @@ def augment(x: torch.Tensor, generator: torch.Generator, flip: bool = True, max_
 # Named augmentation settings (``TrainConfig.augment``, notebooks' ``AUGMENT``): ``augment``'s keyword
 # arguments, or None for none. Distillation pulls an augmented crop to the teacher's target of the clean
 # one: geometric jitter moves dlib's own centred embedding by 0.11 (1 - cos) and the mirror by 0.05,
-# photometric jitter by 0.003 (bench/experiments/teacher_augment.py).
+# photometric jitter by 0.003 (bench/experiments/teacher_augment.py). "mirror" adds only the mirror:
+# with flip-averaged teacher targets (``teacher_flip``) a crop and its mirror share one target exactly.
 AUGMENTATIONS: dict[str, dict | None] = {
     "full": {},
     "photometric": {"flip": False, "max_shift": 0.0, "max_scale": 0.0, "max_rot_deg": 0.0},
+    "mirror": {"max_shift": 0.0, "max_scale": 0.0, "max_rot_deg": 0.0},
     "none": None,
 }
 

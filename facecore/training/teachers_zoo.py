@@ -9,8 +9,8 @@ default, as dlib: run one process per core).
 
 - ``OpenVinoTeacher`` (``openvino-0095``): MobileNetV2, 256-d, 128x128 BGR on Intel's 5-point template
   (``INTEL_0095_POINTS``), run with the ``openvino`` package. Apache-2.0.
-- ``SFaceTeacher`` (``sface``): SFace int8, 128-d, 112x112 on the ArcFace template, run with onnxruntime
-  (the same arithmetic as ``cv2.FaceRecognizerSF``). Apache-2.0.
+- ``SFaceTeacher`` (``sface``): SFace int8, 128-d, 112x112 on the ArcFace template, its weights folded to
+  float32 and run with OpenVINO (the same embedding as ``cv2.FaceRecognizerSF``). Apache-2.0.
 - ``EdgeFaceTeacher`` (``edgeface-xs``): EdgeFace-XS, dynamically quantised, 512-d, 112x112 on the ArcFace
   template: timm's EdgeNeXt-x-small body with a 512-d head. BSD-3 code and weights, trained on WebFace.
 - ``CombinedTeacher``: the members' unit embeddings concatenated and divided by sqrt(members), so the
@@ -29,6 +29,7 @@ from ..core.paths import work_root
 from ..core.preprocessing import to_tensor
 from ..detection.align import template, warp_face
 from ..evaluation.embed import _entry_path, _read_entry, cache_tag
+from .onnx_fold import fold_weight_quantisation
 
 # Intel's reference points for face-reidentification-retail-0095 (Open Model Zoo's model description):
 # the 96x112 SphereFace template in the unit square, x / 96 and y / 112; the 128x128 input holds them
@@ -142,38 +143,31 @@ class OpenVinoTeacher(_Teacher):
 
 
 class SFaceTeacher(_Teacher):
-    """OpenCV Zoo's SFace int8 (128-d) on 112x112 ArcFace-template crops, with onnxruntime: RGB 0..255
-    in, as ``cv2.FaceRecognizerSF.feature`` feeds it (it swaps a BGR image to RGB)."""
+    """OpenCV Zoo's SFace int8 (128-d) on 112x112 ArcFace-template crops: RGB 0..255 in, as
+    ``cv2.FaceRecognizerSF.feature`` feeds it (it swaps a BGR image to RGB). The file's block-quantised
+    weights are folded into float32 (``onnx_fold``) and run with OpenVINO at float32: the same embedding
+    as onnxruntime on the int8 file (cosine > 0.99999), about 2.5x faster a face, in batches."""
 
     name, align_size, dim = "sface", 112, 128
 
     def __init__(self, model_dir: str | os.PathLike | None = None, threads: int = 1, device: str = "cpu"):
-        import onnx
-        import onnxruntime as ort
-
+        try:
+            import onnx
+            import openvino as ov
+        except ImportError as e:
+            raise ImportError("teacher sface needs the onnx and openvino packages: pip install onnx openvino") from e
         (path,) = staged_files(self.name, model_dir)
-        model = onnx.load(str(path))
-        # the file lists its weights as graph inputs, some that no node reads (OpenCV ignores them;
-        # onnxruntime would ask for them), some initializers (onnxruntime would not fold them as constants)
-        used = {i for n in model.graph.node for i in n.input}
-        consts = {i.name for i in model.graph.initializer}
-        keep = [i for i in model.graph.input if i.name in used and i.name not in consts]
-        del model.graph.input[:]
-        model.graph.input.extend(keep)
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3  # its stale initializer-as-input warnings, one per layer
-        if threads:
-            opts.intra_op_num_threads, opts.inter_op_num_threads = int(threads), 1
-        self._sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-        self._input = self._sess.get_inputs()[0].name
+        model = fold_weight_quantisation(onnx.load(str(path)))
+        core = ov.Core()
+        config = {"INFERENCE_PRECISION_HINT": "f32", **({"INFERENCE_NUM_THREADS": int(threads)} if threads else {})}
+        self._net = core.compile_model(core.read_model(model.SerializeToString(), b""), "CPU", config)
         self.points, self.device, self.path = template(112), device, path
         self.meta = self._meta(112)
         self.cache_key = f"sface-{_digest(path)}"
 
     def _run(self, crops: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(crops.transpose(0, 3, 1, 2), np.float32)
-        # the model's batch dimension is fixed at 1
-        return np.concatenate([self._sess.run(None, {self._input: x[i:i + 1]})[0] for i in range(len(x))])
+        return np.asarray(self._net(x)[0], np.float32).reshape(len(crops), -1)
 
 
 class EdgeFaceTeacher(_Teacher):

@@ -53,7 +53,7 @@ class TrainConfig:
     teacher_flip: bool = False  # teacher targets average each crop's and its mirror's embedding (2x teacher time)
     teacher_center: bool = True  # subtract the targets' mean and re-normalise (facecore.training.distill.center_targets)
     cpu_bf16: bool = False  # CPU training under bfloat16 autocast (~1.8x faster where the CPU has AVX512-BF16)
-    augment: str = "full"  # a facecore.training.data.AUGMENTATIONS name: "full", "photometric" (no mirror or geometry), "none"
+    augment: str = "full"  # a facecore.training.data.AUGMENTATIONS name: "full", "mirror", "photometric" (no mirror or geometry), "none"
 
 
 # TrainConfig field -> the shared setting (facecore.core.settings) whose type and limits it takes.
