@@ -77,6 +77,24 @@ def threshold_at_fpr(neg_similarities: np.ndarray, fpr: float) -> float:
     return float(np.partition(neg, len(neg) - 1 - k)[len(neg) - 1 - k])
 
 
+def accept_rate(similarities: np.ndarray, threshold: float) -> float:
+    """Share of the similarities strictly above ``threshold``: what ``similarity > threshold`` accepts."""
+    s = np.asarray(similarities).ravel()
+    if len(s) == 0:
+        raise ValueError("accept_rate needs at least one similarity")
+    return float(np.count_nonzero(s > threshold) / len(s))
+
+
+def realised_fpr(neg_similarities: np.ndarray, threshold: float) -> float:
+    """The false-positive rate a threshold gives on a set of negatives (different-identity pairs): the
+    share strictly above it, the rule of ``threshold_at_fpr``, which keeps it at most ``fpr`` on the
+    negatives it was taken from and says nothing of others."""
+    neg = np.asarray(neg_similarities).ravel()
+    if len(neg) == 0:
+        raise ValueError("no negative pairs: need at least two identities")
+    return accept_rate(neg, threshold)
+
+
 def id_rate_from_similarities(pos: np.ndarray, neg: np.ndarray, fprs) -> dict:
     """Thresholds at each FPR (``threshold_at_fpr``) and TPR = share of positives strictly above."""
     pos, neg = np.asarray(pos).ravel(), np.asarray(neg).ravel()
