@@ -35,7 +35,12 @@ from facecore.core.runtime import set_threads
 from facecore.evaluation.embed import embed_files
 from facecore.evaluation.identification import lfw_id_split
 from facecore.evaluation.lfw import pair_similarities
-from facecore.evaluation.metrics import paired_acceptance, paired_difference, positive_pairs, snap
+from facecore.evaluation.metrics import (
+    paired_acceptance,
+    paired_difference,
+    positive_pairs,
+    snap,
+)
 from facecore.evaluation.protocols import evaluate
 from facecore.networks.models import load_embedder
 

@@ -7,7 +7,6 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import ROOT
 
 spec = importlib.util.spec_from_file_location("ablation", ROOT / "bench" / "ablation.py")

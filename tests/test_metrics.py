@@ -194,6 +194,17 @@ def test_paired_acceptance_against_exhaustive_bootstrap():
         metrics.paired_acceptance(a, b, groups=[0, 1])
 
 
+def test_paired_acceptance_single_pair_groups_agree_with_the_ungrouped_bootstrap():
+    rng = np.random.default_rng(4)
+    a, b = rng.random(5000) < 0.8, rng.random(5000) < 0.75  # 5000 groups: replicates drawn in several chunks
+    grouped = metrics.paired_acceptance(a, b, groups=np.arange(5000), n_boot=1000)
+    single = metrics.paired_acceptance(a, b, n_boot=1000)
+    exact_sd = np.std(a.astype(int) - b.astype(int)) / np.sqrt(5000)  # the bootstrap's SD of a mean
+    assert grouped["se"] == pytest.approx(exact_sd, rel=0.15) and single["se"] == pytest.approx(exact_sd, rel=0.15)
+    with pytest.raises(ValueError, match="n_boot must be at least 2"):
+        metrics.paired_acceptance(a, b, n_boot=1)
+
+
 def test_spread_of_equal_embeddings_is_zero():
     assert abs(metrics.embedding_spread(np.tile([[0.6, 0.8]], (5, 1)))) < 1e-12
     assert metrics.embedding_spread(np.eye(4)) > 0.4

@@ -8,6 +8,8 @@ times coarser makes them bit-identical (except with probability ~1e-9 per pair),
 """
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 SIM_GRID = 2.0 ** -24  # similarities are multiples of this (float32 resolution at 0.5..1)
@@ -232,7 +234,7 @@ def positive_pairs(labels) -> tuple[np.ndarray, np.ndarray]:
     order = np.argsort(codes, kind="stable")
     bounds = np.flatnonzero(np.r_[True, np.diff(codes[order]) != 0, True])
     ii, jj = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
-    for start, stop in zip(bounds[:-1], bounds[1:]):
+    for start, stop in itertools.pairwise(bounds):
         members = order[start:stop]  # ascending: the sort is stable
         a, b = np.triu_indices(len(members), k=1)
         ii.append(members[a])
@@ -250,6 +252,8 @@ def paired_acceptance(accept_a, accept_b, groups=None, n_boot: int = 2000, seed:
     a, b = np.asarray(accept_a, bool).ravel(), np.asarray(accept_b, bool).ravel()
     if a.shape != b.shape or len(a) == 0:
         raise ValueError(f"need two equal-length, non-empty acceptance arrays, got {a.shape} and {b.shape}")
+    if n_boot < 2:
+        raise ValueError(f"n_boot must be at least 2, got {n_boot}")
     d = a.astype(np.int64) - b.astype(np.int64)
     rng = np.random.default_rng(seed)
     if groups is None:  # resampling single pairs: only the discordant counts matter (multinomial)
@@ -262,11 +266,13 @@ def paired_acceptance(accept_a, accept_b, groups=None, n_boot: int = 2000, seed:
             raise ValueError(f"groups has {len(codes)} entries for {len(d)} pairs")
         g_sum, g_n = np.bincount(codes, weights=d), np.bincount(codes).astype(np.float64)
         chunk = max(1, 2_000_000 // len(g_n))
-        boot = np.concatenate([(g_sum[idx].sum(1) / g_n[idx].sum(1)) for idx in
-                               (rng.integers(0, len(g_n), (min(chunk, n_boot - k), len(g_n)))
-                                for k in range(0, n_boot, chunk))])
-    return {"delta": float(d.mean()), "gained": int((d > 0).sum()), "lost": int((d < 0).sum()), "n": int(len(d)),
-            "se": float(boot.std(ddof=1)) if n_boot > 1 else float("nan"),
+        parts = []
+        for k in range(0, n_boot, chunk):  # chunks of replicates: at most ~2M group draws in memory
+            idx = rng.integers(0, len(g_n), (min(chunk, n_boot - k), len(g_n)))
+            parts.append(g_sum[idx].sum(1) / g_n[idx].sum(1))
+        boot = np.concatenate(parts)
+    return {"delta": float(d.mean()), "gained": int((d > 0).sum()), "lost": int((d < 0).sum()), "n": len(d),
+            "se": float(boot.std(ddof=1)),
             "ci": (float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5)))}
 
 
