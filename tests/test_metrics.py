@@ -153,6 +153,58 @@ def test_paired_difference_matches_brute_force():
         paired_difference(a, b[:5])
 
 
+def test_positive_pairs_are_the_brute_force_positives_in_order():
+    rng = np.random.default_rng(3)
+    labels = rng.choice(["a", "b", "c", "d"], 40)  # interleaved labels, one label possibly absent
+    emb = rng.normal(size=(40, 5))
+    i, j = metrics.positive_pairs(labels)
+    brute = [(p, q) for p in range(40) for q in range(p + 1, 40) if labels[p] == labels[q]]
+    assert list(zip(i.tolist(), j.tolist())) == brute
+    pos, _, _ = metrics.query_pair_similarities(emb, labels)
+    np.testing.assert_array_equal(metrics.cosine_matrix(emb, emb)[i, j], pos)
+    assert len(metrics.positive_pairs(["x", "y"])[0]) == 0 and len(metrics.positive_pairs([])[0]) == 0
+
+
+def _exact_bootstrap(d: np.ndarray, groups: list[list[int]]) -> tuple[float, float]:
+    """(mean, std) of the group-bootstrap delta over every ordered resample of the groups (all equally likely)."""
+    vals = [sum(d[k] for g in pick for k in groups[g]) / sum(len(groups[g]) for g in pick)
+            for pick in itertools.product(range(len(groups)), repeat=len(groups))]
+    return float(np.mean(vals)), float(np.std(vals))
+
+
+def test_paired_acceptance_against_exhaustive_bootstrap():
+    a = np.array([1, 1, 1, 0, 1, 0], bool)
+    b = np.array([0, 0, 0, 0, 1, 1], bool)
+    d = a.astype(int) - b.astype(int)
+    r = metrics.paired_acceptance(a, b, n_boot=20000)
+    assert (r["gained"], r["lost"], r["n"]) == (3, 1, 6) and r["delta"] == pytest.approx(a.mean() - b.mean())
+    _, sd = _exact_bootstrap(d, [[k] for k in range(6)])  # 6**6 resamples
+    assert r["se"] == pytest.approx(sd, rel=0.03)
+    # grouped: the three gains share a group, so resampling groups spreads delta more than single pairs
+    groups = [0, 0, 0, 1, 2, 3]
+    members = [[k for k, g in enumerate(groups) if g == h] for h in range(4)]
+    rg = metrics.paired_acceptance(a, b, groups=np.array(groups) * 7, n_boot=20000)  # any group ids
+    mean_g, sd_g = _exact_bootstrap(d, members)
+    assert rg["delta"] == r["delta"] and rg["se"] == pytest.approx(sd_g, rel=0.03) and sd_g > 1.2 * sd
+    assert rg["ci"][0] < mean_g < rg["ci"][1]
+    assert metrics.paired_acceptance(a, b, groups, seed=5) == metrics.paired_acceptance(a, b, groups, seed=5)
+    with pytest.raises(ValueError, match="equal-length"):
+        metrics.paired_acceptance(a, b[:3])
+    with pytest.raises(ValueError, match="groups has 2 entries"):
+        metrics.paired_acceptance(a, b, groups=[0, 1])
+
+
+def test_paired_acceptance_single_pair_groups_agree_with_the_ungrouped_bootstrap():
+    rng = np.random.default_rng(4)
+    a, b = rng.random(5000) < 0.8, rng.random(5000) < 0.75  # 5000 groups: replicates drawn in several chunks
+    grouped = metrics.paired_acceptance(a, b, groups=np.arange(5000), n_boot=1000)
+    single = metrics.paired_acceptance(a, b, n_boot=1000)
+    exact_sd = np.std(a.astype(int) - b.astype(int)) / np.sqrt(5000)  # the bootstrap's SD of a mean
+    assert grouped["se"] == pytest.approx(exact_sd, rel=0.15) and single["se"] == pytest.approx(exact_sd, rel=0.15)
+    with pytest.raises(ValueError, match="n_boot must be at least 2"):
+        metrics.paired_acceptance(a, b, n_boot=1)
+
+
 def test_spread_of_equal_embeddings_is_zero():
     assert abs(metrics.embedding_spread(np.tile([[0.6, 0.8]], (5, 1)))) < 1e-12
     assert metrics.embedding_spread(np.eye(4)) > 0.4

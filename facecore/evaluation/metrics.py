@@ -8,6 +8,8 @@ times coarser makes them bit-identical (except with probability ~1e-9 per pair),
 """
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 SIM_GRID = 2.0 ** -24  # similarities are multiples of this (float32 resolution at 0.5..1)
@@ -240,6 +242,56 @@ def paired_difference(a, b) -> dict:
     d = a - b
     return {"mean": float(d.mean()), "se": float(d.std(ddof=1) / np.sqrt(len(d))), "folds_better": int((d > 0).sum()),
             "folds": int(len(d))}
+
+
+def positive_pairs(labels) -> tuple[np.ndarray, np.ndarray]:
+    """Index arrays (i, j), i < j, of the pairs with equal labels, in ``np.triu_indices`` order: the
+    positives of ``query_pair_similarities``, found per label instead of over all pairs."""
+    labels = np.asarray(labels)
+    codes = np.unique(labels, return_inverse=True)[1].reshape(-1)
+    order = np.argsort(codes, kind="stable")
+    bounds = np.flatnonzero(np.r_[True, np.diff(codes[order]) != 0, True])
+    ii, jj = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
+    for start, stop in itertools.pairwise(bounds):
+        members = order[start:stop]  # ascending: the sort is stable
+        a, b = np.triu_indices(len(members), k=1)
+        ii.append(members[a])
+        jj.append(members[b])
+    i, j = np.concatenate(ii).astype(np.int64), np.concatenate(jj).astype(np.int64)
+    o = np.lexsort((j, i))
+    return i[o], j[o]
+
+
+def paired_acceptance(accept_a, accept_b, groups=None, n_boot: int = 2000, seed: int = 0) -> dict:
+    """Two models' decisions on the same positive pairs, each at its own threshold: ``delta`` = TPR(a) - TPR(b),
+    McNemar's discordant counts (``gained``: pairs only a accepts, ``lost``: only b), and the ``se`` and
+    95 % ``ci`` of ``delta`` over ``n_boot`` bootstrap resamples of whole ``groups`` (e.g. identities,
+    whose pairs share photos; default: each pair its own group), thresholds held fixed."""
+    a, b = np.asarray(accept_a, bool).ravel(), np.asarray(accept_b, bool).ravel()
+    if a.shape != b.shape or len(a) == 0:
+        raise ValueError(f"need two equal-length, non-empty acceptance arrays, got {a.shape} and {b.shape}")
+    if n_boot < 2:
+        raise ValueError(f"n_boot must be at least 2, got {n_boot}")
+    d = a.astype(np.int64) - b.astype(np.int64)
+    rng = np.random.default_rng(seed)
+    if groups is None:  # resampling single pairs: only the discordant counts matter (multinomial)
+        p = np.array([(d > 0).sum(), (d < 0).sum(), (d == 0).sum()]) / len(d)
+        draws = rng.multinomial(len(d), p, size=n_boot)
+        boot = (draws[:, 0] - draws[:, 1]) / len(d)
+    else:
+        codes = np.unique(np.asarray(groups).ravel(), return_inverse=True)[1].reshape(-1)
+        if len(codes) != len(d):
+            raise ValueError(f"groups has {len(codes)} entries for {len(d)} pairs")
+        g_sum, g_n = np.bincount(codes, weights=d), np.bincount(codes).astype(np.float64)
+        chunk = max(1, 2_000_000 // len(g_n))
+        parts = []
+        for k in range(0, n_boot, chunk):  # chunks of replicates: at most ~2M group draws in memory
+            idx = rng.integers(0, len(g_n), (min(chunk, n_boot - k), len(g_n)))
+            parts.append(g_sum[idx].sum(1) / g_n[idx].sum(1))
+        boot = np.concatenate(parts)
+    return {"delta": float(d.mean()), "gained": int((d > 0).sum()), "lost": int((d < 0).sum()), "n": len(d),
+            "se": float(boot.std(ddof=1)),
+            "ci": (float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5)))}
 
 
 def embedding_spread(emb: np.ndarray) -> float:
