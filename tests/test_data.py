@@ -52,26 +52,31 @@ def test_augment_keeps_shape_and_range():
     assert y.shape == (4, 3, 64, 64) and float(y.min()) >= -1 and float(y.max()) <= 1
 
 
-def test_photometric_augmentation_keeps_the_geometry():
-    # a left-right gradient: any mirror, shift, scale or rotation would move it; brightness/contrast do not
+def _ramps(n: int) -> torch.Tensor:
+    """A left-right gradient, ``n`` times: any mirror, shift, scale or rotation moves it; brightness/contrast do not."""
     ramp = np.tile(np.linspace(0, 255, 64).astype(np.uint8)[None, :, None], (64, 1, 3))
-    x = to_tensor(np.stack([ramp] * 8), 64)
+    return to_tensor(np.stack([ramp] * n), 64)
+
+
+def _centred_cos(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-image cosine of the mean-removed pictures: 1 for the same picture up to gain and offset."""
+    centred = lambda t: (t - t.mean(dim=(1, 2, 3), keepdim=True)).flatten(1)  # noqa: E731
+    return torch.nn.functional.cosine_similarity(centred(a), centred(b), dim=1)
+
+
+def test_photometric_augmentation_keeps_the_geometry():
+    x = _ramps(8)
     y = augment(x, torch.Generator().manual_seed(0), **augmentation("photometric"))
-    centred = lambda t: t - t.mean(dim=(1, 2, 3), keepdim=True)  # noqa: E731
-    cos = torch.nn.functional.cosine_similarity(centred(y).flatten(1), centred(x).flatten(1), dim=1)
-    assert float(cos.min()) > 0.995  # the same picture up to gain and offset (and clipping at the range ends)
+    assert float(_centred_cos(y, x).min()) > 0.995  # the same picture up to gain and offset (and clipping at the range ends)
     full = augment(x, torch.Generator().manual_seed(0), **augmentation("full"))
-    assert float(torch.nn.functional.cosine_similarity(centred(full).flatten(1), centred(x).flatten(1)).min()) < 0.99
+    assert float(_centred_cos(full, x).min()) < 0.99
     assert augmentation("none") is None and set(AUGMENTATIONS) == {"full", "mirror", "photometric", "none"}
 
 
 def test_mirror_augmentation_is_a_mirror_or_not_up_to_gain_and_offset():
-    ramp = np.tile(np.linspace(0, 255, 64).astype(np.uint8)[None, :, None], (64, 1, 3))
-    x = to_tensor(np.stack([ramp] * 16), 64)
+    x = _ramps(16)
     y = augment(x, torch.Generator().manual_seed(0), **augmentation("mirror"))
-    centred = lambda t: t - t.mean(dim=(1, 2, 3), keepdim=True)  # noqa: E731
-    same = torch.nn.functional.cosine_similarity(centred(y).flatten(1), centred(x).flatten(1), dim=1)
-    mirrored = torch.nn.functional.cosine_similarity(centred(y).flatten(1), centred(x.flip(3)).flatten(1), dim=1)
+    same, mirrored = _centred_cos(y, x), _centred_cos(y, x.flip(3))
     assert bool(((same > 0.99) | (mirrored > 0.99)).all())  # each is the picture or its exact mirror
     assert 0 < int((mirrored > 0.99).sum()) < 16  # some of both
 

@@ -17,13 +17,12 @@ import numpy as np
 import pandas as pd
 
 from ..core.files import list_images
-from ..core.paths import cache_root, data_root as default_data_root, work_root
-from ..detection.folder import MANIFEST, align_folder
-from .cfp import align_cfp
+from ..core.paths import data_root as default_data_root, work_root
+from ..detection.folder import MANIFEST
 from .embed import embed_files
-from .lfw import lfw_protocol, pair_similarities
+from .lfw import pair_similarities
 from .metrics import accept_rate, query_pair_similarities, realised_fpr, threshold_at_fpr
-from .protocols import LFW_ALIGN, cfp_protocol
+from .protocols import cfp_pairs, lfw_pairs
 
 SETS = ("lfw", "celeba-heldout", "cfp-ff", "cfp-fp")
 LABELS = {"lfw": "LFW", "celeba-heldout": "CelebA held-out", "cfp-ff": "CFP-FF", "cfp-fp": "CFP-FP"}
@@ -47,21 +46,15 @@ def _pairs(embedder, files, i1, i2, issame, cache_dir) -> PairSims:
 
 
 def lfw_sims(embedder, data_root: Path, cache_dir=None) -> PairSims:
-    """LFW pairs.txt's matched and mismatched pairs (crops under ``aligned/lfw-112`` of ``cache_root()``)."""
-    dst = cache_root() / "aligned" / "lfw-112"
-    if not (dst / MANIFEST).exists():
-        align_folder(data_root / "lfw" / "lfw-deepfunneled", dst, progress=False, **LFW_ALIGN)
-    files, (i1, i2, issame, _) = lfw_protocol(str(dst), str(data_root / "lfw" / "pairs.txt"))
+    """LFW pairs.txt's matched and mismatched pairs (the ``lfw`` protocol's aligned crops)."""
+    files, _, (i1, i2, issame, _) = lfw_pairs(data_root)
     return _pairs(embedder, files, i1, i2, issame, cache_dir)
 
 
 def cfp_sims(protocol: str, embedder, data_root: Path, cache_dir=None) -> PairSims:
-    """CFP's ``protocol`` ("FF" or "FP") same and different pairs (crops under ``aligned/cfp-112``)."""
-    root, dst = data_root / "cfp", cache_root() / "aligned" / "cfp-112"
-    if not (dst / "fiducial_aligned.csv").exists():  # align_cfp's last write: the folder is complete
-        align_cfp(root, dst, progress=False, **LFW_ALIGN)
-    files, (i1, i2, issame, _) = cfp_protocol(root, protocol)
-    return _pairs(embedder, [dst / f for f in files], i1, i2, issame, cache_dir)
+    """CFP's ``protocol`` ("FF" or "FP") same and different pairs (the ``cfp-*`` protocols' aligned crops)."""
+    files, _, (i1, i2, issame, _) = cfp_pairs(protocol, data_root)
+    return _pairs(embedder, files, i1, i2, issame, cache_dir)
 
 
 def labelled_sims(embedder, aligned_dir: str | os.PathLike, cache_dir=None) -> PairSims:

@@ -72,15 +72,30 @@ def _images(src: Path, aligned_dir, default: str, detector, progress: bool) -> t
     return dst, True
 
 
+def lfw_pairs(data_root: Path, aligned_dir=None, detector: Any = "mtcnn", progress: bool = False):
+    """(image files, whether they are aligned crops, ``(i1, i2, issame, fold)``) of LFW's pairs.txt."""
+    src = Path(data_root) / "lfw" / "lfw-deepfunneled"
+    root, aligned = _images(src, aligned_dir, "lfw-112", detector, progress)
+    files, rows = lfw_protocol(str(root), str(Path(data_root) / "lfw" / "pairs.txt"))
+    return files, aligned, rows
+
+
+def cfp_pairs(protocol: str, data_root: Path, aligned_dir=None, detector: Any = "mtcnn", progress: bool = False):
+    """(aligned crop files, ``align_cfp``'s counts, ``(i1, i2, issame, fold)``) of CFP's ``protocol`` ("FF" or "FP")."""
+    root = Path(data_root) / "cfp"
+    dst = Path(aligned_dir) if aligned_dir else cache_root() / "aligned" / "cfp-112"
+    counts = align_cfp(root, dst, detector=detector, progress=progress, **LFW_ALIGN)
+    files, rows = cfp_protocol(root, protocol)
+    return [dst / f for f in files], counts, rows
+
+
 @register_protocol("lfw")
 def lfw(embedder, data_root: Path, aligned_dir: str | os.PathLike | None = None, detector: Any = "mtcnn",
         cache_dir: str | os.PathLike | None = None, flip: bool = True, fpr: float = 1e-3, fprs=(),
         progress: bool = False) -> dict:
     """LFW 10-fold accuracy on ``pairs.txt`` (flip-averaged embeddings of the aligned crops) and the
     thresholds of the mismatched pairs at ``fpr`` and ``fprs``; the keys of the shipped metrics."""
-    src = Path(data_root) / "lfw" / "lfw-deepfunneled"
-    root, aligned = _images(src, aligned_dir, "lfw-112", detector, progress)
-    files, (i1, i2, issame, folds) = lfw_protocol(str(root), str(Path(data_root) / "lfw" / "pairs.txt"))
+    files, aligned, (i1, i2, issame, folds) = lfw_pairs(data_root, aligned_dir, detector, progress)
     e = embed_files(files, embedder, detector=None if aligned else detector, aligned=aligned, flip=flip,
                     cache_dir=cache_dir, progress=progress)
     res = pair_result(e.embeddings, i1, i2, issame, folds, sorted({*fprs, fpr}))
@@ -93,11 +108,8 @@ def lfw(embedder, data_root: Path, aligned_dir: str | os.PathLike | None = None,
 
 def _cfp(protocol: str, embedder, data_root: Path, aligned_dir=None, detector: Any = "mtcnn", cache_dir=None,
          flip: bool = True, progress: bool = False) -> dict:
-    root = Path(data_root) / "cfp"
-    dst = Path(aligned_dir) if aligned_dir else cache_root() / "aligned" / "cfp-112"
-    counts = align_cfp(root, dst, detector=detector, progress=progress, **LFW_ALIGN)
-    files, (i1, i2, issame, folds) = cfp_protocol(root, protocol)
-    e = embed_files([dst / f for f in files], embedder, aligned=True, flip=flip, cache_dir=cache_dir, progress=progress)
+    files, counts, (i1, i2, issame, folds) = cfp_pairs(protocol, data_root, aligned_dir, detector, progress)
+    e = embed_files(files, embedder, aligned=True, flip=flip, cache_dir=cache_dir, progress=progress)
     res = pair_result(e.embeddings, i1, i2, issame, folds)
     label = f"CFP-{protocol}"
     return {"accuracy": res["mean"], "std": res["std"], "accuracies": res["accuracies"], "auc": res["auc"],
