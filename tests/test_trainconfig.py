@@ -17,10 +17,10 @@ BAD = [("lr", math.nan), ("lr", -1.0), ("lr", math.inf), ("lr", 0.0), ("epochs",
        ("num_threads", -1), ("cpu_bf16", 1), ("data_dir", ""), ("val_fraction", 1.5), ("val_fraction", math.nan),
        ("k_images", 0), ("p_identities", 0), ("warmup_epochs", -1.0), ("warmup_epochs", math.nan),
        ("unlabelled_limit", -1), ("optimizer", "adam"), ("arch", "resnet9000"), ("arch", None), ("loss", "nope"),
-       ("augment", "mirror"), ("loss_kwargs", []), ("bn_calibration_batches", -1)]
+       ("augment", "mirrored"), ("loss_kwargs", []), ("bn_calibration_batches", -1)]
 GOOD = [("lr", 1e-4), ("epochs", 1), ("input_size", 0), ("input_size", 112), ("max_identities", None),
         ("max_steps_per_epoch", None), ("num_threads", None), ("weight_decay", 0), ("val_fraction", 0.0),
-        ("optimizer", "adamw"), ("arch", "inceptionresnetv1"), ("loss", "triplet"), ("augment", "none"),
+        ("optimizer", "adamw"), ("arch", "inceptionresnetv1"), ("loss", "triplet"), ("augment", "none"), ("augment", "mirror"),
         ("init_from", None), ("lfw_dir", None), ("cpu_bf16", True)]
 
 
