@@ -172,7 +172,11 @@ def _meta_problem(meta: dict, archs: list[str] | None) -> str | None:
 
 
 def _thresholds_problem(meta: dict, where: str = "") -> str | None:
-    """What is wrong with a meta's stored thresholds (``threshold``, ``threshold_fpr``, ``thresholds_by_fpr``)."""
+    """What is wrong with a meta's stored thresholds (``threshold``, ``threshold_fpr``, ``thresholds_by_fpr``,
+    ``calibrated_on``)."""
+    on = meta.get("calibrated_on")
+    if on is not None and not (isinstance(on, list) and on and all(isinstance(x, str) for x in on)):
+        return f"{where}'calibrated_on' must be a list of calibration set names"
     if not isinstance(meta, dict):
         return f"{where.strip()!r} must be a dict"
     table = meta.get("thresholds_by_fpr") or {}
@@ -230,14 +234,17 @@ def export_for_shipping(src: str | os.PathLike, dst: str | os.PathLike, metrics:
 
 
 def set_thresholds(path: str | os.PathLike, threshold: float, fpr: float, table: dict | None = None,
-                   metrics: dict | None = None, backbone: dict | None = None) -> None:
+                   metrics: dict | None = None, backbone: dict | None = None,
+                   calibrated_on: list[str] | None = None) -> None:
     """Store a calibrated threshold (at ``fpr``), the table by FPR and extra metrics in a checkpoint's
     meta, rewriting it in its own format; the weights are untouched. ``backbone``: the figures of a
     headed checkpoint's backbone alone (LFW, thresholds) as ``meta["backbone"]``
-    (``models.Embedder.without_head`` uses them)."""
+    (``models.Embedder.without_head`` uses them). ``calibrated_on``: the sets whose impostor pairs gave
+    the thresholds (``meta["calibrated_on"]``; default LFW)."""
     compress = is_compressed(path)
     blob = read_checkpoint(path)
     blob["meta"]["threshold"], blob["meta"]["threshold_fpr"] = float(threshold), float(fpr)
+    blob["meta"]["calibrated_on"] = [str(s) for s in (calibrated_on or ["LFW"])]
     blob["meta"]["metrics"] = {**blob["meta"].get("metrics", {}), **(metrics or {})}
     if table:
         blob["meta"]["thresholds_by_fpr"] = {str(k): float(v) for k, v in table.items()}

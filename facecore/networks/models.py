@@ -134,7 +134,7 @@ class Embedder:
         with the thresholds measured for it at export (``meta["backbone"]``); other models unchanged."""
         if not self.meta.get("head"):
             return self
-        drop = {"head", "backbone", "threshold", "threshold_fpr", "thresholds_by_fpr"}
+        drop = {"head", "backbone", "threshold", "threshold_fpr", "thresholds_by_fpr", "calibrated_on"}
         meta = {k: v for k, v in self.meta.items() if k not in drop}
         meta.update(self.meta.get("backbone") or {}, embedding_dim=int(self.meta["head"]["in_dim"]))
         return Embedder(self.model.backbone, meta, self.device)

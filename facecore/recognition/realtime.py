@@ -6,7 +6,7 @@
 (``python realtime.py`` in the checkout is the same command.) Faces are matched against the gallery
 in ``--people_faces`` (one folder or one photo per person; see people_faces/README.md). Each face
 gets a box, the best-matching name and its cosine similarity, or ``Unknown`` below ``--threshold``
-(default: the checkpoint's threshold calibrated on LFW at ``--fpr``, 0.01). The pipeline
+(default: the checkpoint's threshold at false-positive rate ``--fpr``, 0.01). The pipeline
 (facecore.recognition.recognize.Recognizer) detects on a reduced frame every few frames (every frame while
 nobody is tracked), follows faces with optical flow in between, and re-embeds each track every few
 frames (with its mirror image); the latest embedding names it. A progress bar with the frame rate
@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a progress bar with the frame rate (frame/s) on stderr (default: when stderr is a terminal)")
     p.add_argument("--threshold", type=float,
                    help="cosine similarity below which a face is Unknown (default: the checkpoint's threshold "
-                        "calibrated on LFW at --fpr; without one 0.4, with a warning)")
+                        "calibrated at --fpr; without one 0.4, with a warning)")
     p.add_argument("--fpr", type=float, default=REALTIME_FPR,
                    help=f"the LFW false-positive rate whose calibrated threshold is used (default {REALTIME_FPR}; "
                         "stored for 0.001, 0.003, 0.01, 0.03, 0.05, 0.1)")

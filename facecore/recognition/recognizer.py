@@ -92,6 +92,13 @@ def resolve_checkpoint(model_name: str | None = None, checkpoint: str | os.PathL
         raise ModelChoiceError(f"model_name: {e}") from None
 
 
+def calibration_sets(meta: dict) -> str:
+    """The sets a checkpoint's thresholds were calibrated on, in words ("LFW" when it does not say; with
+    several, each threshold is the strictest of theirs)."""
+    on = meta.get("calibrated_on") or ["LFW"]
+    return on[0] if len(on) == 1 else f"the strictest of {', '.join(on[:-1])} and {on[-1]}"
+
+
 def choose_threshold(meta: dict, fpr: float = REALTIME_FPR, threshold: float | None = None,
                      source: str = "checkpoint") -> tuple[float, str]:
     """(threshold, where it comes from): ``threshold``, else the checkpoint's for LFW FPR ``fpr``."""
@@ -104,11 +111,11 @@ def choose_threshold(meta: dict, fpr: float = REALTIME_FPR, threshold: float | N
         if not match:
             raise ModelChoiceError(f"fpr={fpr}: {source} stores thresholds for FPR "
                                    f"{', '.join(sorted(table, key=float))}; pick one or give threshold=COSINE")
-        return float(table[match[0]]), f"checkpoint, calibrated on LFW at FPR {float(match[0]):g}"
+        return float(table[match[0]]), f"checkpoint, calibrated on {calibration_sets(meta)} at FPR {float(match[0]):g}"
     if meta.get("threshold") is not None:
         at = meta.get("threshold_fpr")
         warnings.warn(f"{source} stores one threshold (LFW FPR {at}), not a table; fpr is ignored", UserWarning)
-        return float(meta["threshold"]), f"checkpoint, calibrated on LFW at FPR {at}"
+        return float(meta["threshold"]), f"checkpoint, calibrated on {calibration_sets(meta)} at FPR {at}"
     warnings.warn(f"{source} stores no calibrated threshold (meta['threshold']); using the fallback "
                   f"{FALLBACK_THRESHOLD} (give threshold=COSINE to override)", UserWarning)
     return FALLBACK_THRESHOLD, "fallback"

@@ -16,6 +16,7 @@ from ..core.checkpoint import export_for_shipping, read_checkpoint, set_threshol
 from ..core.files import atomic_write_text, commit_output, output_target
 from ..core.paths import project_path
 from ..core.zoo import record_hash, shipped_models
+from ..evaluation.calibration import LABELS, SETS, calibrate_thresholds
 from ..evaluation.embed import embed_files
 from ..evaluation.lfw import lfw_protocol, pair_similarities
 from ..evaluation.metrics import embedding_spread, lfw_accuracy, paired_difference, threshold_at_fpr
@@ -80,7 +81,32 @@ def _finalize(src: Path, checkpoint: str, export_path: str | None, lfw_dir: str 
 
 def _backbone_figures(m: dict) -> dict:
     keys = ("lfw_acc", "lfw_std", "threshold", "threshold_fpr", "thresholds_by_fpr", "lfw_fold_accuracies")
-    return {k: m[k] for k in keys if k in m}
+    return {**{k: m[k] for k in keys if k in m}, "calibrated_on": ["LFW"]}
+
+
+def _embedder(path: str | os.PathLike, device: str = "cpu", head: bool = False):
+    """The embedding realtime.py matches with: a distilled student's backbone alone unless ``head``."""
+    emb = load_embedder(path, device)
+    return emb if head else emb.without_head()
+
+
+def calibrate_on_sets(path: str | os.PathLike, sets=SETS, device: str = "cpu", head: bool = False, **where) -> dict:
+    """Store in checkpoint ``path`` thresholds that keep their FPR on every one of ``sets``
+    (``evaluation.calibration.calibrate_thresholds``: at each of ``CALIBRATION_FPRS`` the strictest set's),
+    for the embedding realtime.py uses (a headed student's backbone unless ``head``: ``meta["backbone"]``).
+    ``where``: the sets' folders (``calibration_sets``). A shipped model's new SHA-256 is recorded. Returns the table."""
+    table = calibrate_thresholds(_embedder(path, device, head), CALIBRATION_FPRS, sets, **where)
+    meta, on, at = read_checkpoint(path)["meta"], [LABELS.get(s, s) for s in sets], min(CALIBRATION_FPRS)
+    if meta.get("head") and not head:
+        backbone = {**(meta.get("backbone") or {}), "threshold": table[str(at)], "threshold_fpr": at,
+                    "thresholds_by_fpr": table, "calibrated_on": on}
+        set_thresholds(path, meta["threshold"], meta["threshold_fpr"], backbone=backbone,
+                       calibrated_on=meta.get("calibrated_on"))
+    else:
+        set_thresholds(path, table[str(at)], at, table, calibrated_on=on)
+    if Path(path).resolve() in {Path(p).resolve() for p, _ in shipped_models().values()}:
+        record_hash(Path(path))
+    return table
 
 
 def evaluate_lfw(checkpoint: str | os.PathLike, lfw_dir: str | os.PathLike, device: str = "cpu",
@@ -117,12 +143,15 @@ def save_metrics(path: str | os.PathLike, metrics: dict) -> None:
 
 def promote(candidate: str | os.PathLike, name: str, lfw_dir: str | os.PathLike | None = None, device: str = "cpu",
             metrics_from: str | os.PathLike | None = None, metrics_to: str | os.PathLike | None = None,
-            force: bool = False, cache_dir: str | os.PathLike | None = None) -> dict:
+            force: bool = False, cache_dir: str | os.PathLike | None = None, head: bool = False,
+            calibrate: tuple[str, ...] = (), **where) -> dict:
     """Replace the shipped model ``name`` by the exported ``candidate`` only if it is better: both are
-    measured side by side by the ``lfw`` protocol (flip embeddings, the same aligned crops), and the
-    candidate must have the higher accuracy (``force``: replace anyway). On replacement the SHA-256 is
+    measured side by side by the ``lfw`` protocol (flip embeddings, the same aligned crops), as realtime.py
+    matches (a distilled student's backbone alone unless ``head``), and the candidate must have the higher
+    accuracy (``force``: replace anyway). On replacement the thresholds are recalibrated on the sets
+    ``calibrate`` (``calibrate_on_sets``; none: the candidate's own LFW ones are kept), the SHA-256 is
     recorded in the zoo table and ``metrics_from`` (the candidate's metrics JSON) is copied to ``metrics_to``;
-    ``cache_dir``: the embedding cache (``embed_files``).
+    ``cache_dir``: the embedding cache (``embed_files``); ``where``: the calibration sets' folders.
     Returns both accuracies and their fold-paired difference."""
     models = shipped_models()
     if name not in models:
@@ -130,8 +159,8 @@ def promote(candidate: str | os.PathLike, name: str, lfw_dir: str | os.PathLike 
     if not Path(candidate).is_file():
         raise FileNotFoundError(f"candidate model {candidate} not found (a finished run's export, e.g. runs/models/*.pt)")
     old_path = models[name][0]
-    old = evaluate("lfw", load_embedder(old_path, device), aligned_dir=lfw_dir, cache_dir=cache_dir)
-    new = evaluate("lfw", load_embedder(candidate, device), aligned_dir=lfw_dir, cache_dir=cache_dir)
+    old = evaluate("lfw", _embedder(old_path, device, head), aligned_dir=lfw_dir, cache_dir=cache_dir)
+    new = evaluate("lfw", _embedder(candidate, device, head), aligned_dir=lfw_dir, cache_dir=cache_dir)
     out = {"name": name, "old_lfw": old["lfw_acc"], "new_lfw": new["lfw_acc"], "new_std": new["lfw_std"],
            "paired": paired_difference(new["accuracies"], old["accuracies"]), "promoted": False}
     if new["lfw_acc"] <= old["lfw_acc"] and not force:
@@ -140,6 +169,8 @@ def promote(candidate: str | os.PathLike, name: str, lfw_dir: str | os.PathLike 
         return out
     tmp = output_target(old_path).with_name(f".{old_path.name}.promote.tmp")
     shutil.copyfile(candidate, tmp)
+    if calibrate:
+        out["thresholds_by_fpr"] = calibrate_on_sets(tmp, calibrate, device, head, cache_dir=cache_dir, **where)
     commit_output(tmp, old_path)
     out["sha256"], out["promoted"] = record_hash(old_path)[1], True
     if metrics_from and metrics_to:
@@ -166,10 +197,19 @@ def main(argv: list[str] | None = None) -> int:
     q.add_argument("--metrics-from", dest="metrics_from")
     q.add_argument("--metrics-to", dest="metrics_to")
     q.add_argument("--force", action="store_true", help="replace even when not better")
+    q.add_argument("--head", action="store_true", help="compare and calibrate a distilled student's teacher-space "
+                   "head, not the backbone embedding realtime.py matches with")
+    q.add_argument("--calibrate", default=",".join(SETS),
+                   help=f"comma-separated calibration sets whose strictest threshold is stored, of {', '.join(SETS)} "
+                        "(default: all; celeba-heldout needs tools/stage_celeba_heldout.py); '' keeps the candidate's LFW ones")
     a = p.parse_args(argv)
     try:
+        sets = tuple(s for s in a.calibrate.split(",") if s)
+        unknown = [s for s in sets if s not in SETS]
+        if unknown:
+            raise ValueError(f"--calibrate {unknown[0]!r}: must be one of {', '.join(SETS)}")
         r = promote(a.candidate, a.name, project_path(a.lfw_dir), metrics_from=a.metrics_from, metrics_to=a.metrics_to,
-                    force=a.force, cache_dir=project_path(a.cache_dir))
+                    force=a.force, cache_dir=project_path(a.cache_dir), head=a.head, calibrate=sets)
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
