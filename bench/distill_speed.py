@@ -5,16 +5,20 @@
 The same ``--n`` aligned LFW crops (``cache/aligned/lfw-112``) go through each model's ``embed`` and
 through the teacher (re-framed onto its template, then embedded), in batches of 32, no mirror image,
 after one warm-up batch; the rounds alternate (``--rounds``) and the best round counts, as the
-machine is shared. Printed: faces/s of each and its ratio to the teacher.
+machine is shared. Printed (and with ``--out`` written to ``distill_speed.md``): faces/s of each and its
+ratio to the teacher.
 """
 from __future__ import annotations
 
 import argparse
+import shlex
+import sys
 import time
 
 import numpy as np
 
-from facecore.core.paths import PROJECT_ROOT
+from facecore.core.files import atomic_write_text
+from facecore.core.paths import PROJECT_ROOT, project_path
 
 
 def main() -> None:
@@ -23,6 +27,7 @@ def main() -> None:
     p.add_argument("--teacher", default="dlib")
     p.add_argument("--n", type=int, default=256)
     p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--out", default="", help="folder for distill_speed.md, the printed table (relative to the project root)")
     args = p.parse_args()
 
     from facecore.evaluation.embed import aligned_input
@@ -49,10 +54,14 @@ def main() -> None:
             fn(crops)
             best[k] = max(best[k], len(crops) / (time.perf_counter() - start))
     teacher = best[f"teacher: {args.teacher}"]
-    print(f"{len(crops)} aligned LFW crops, 1 thread, best of {args.rounds} alternating rounds\n")
-    print("| model | faces/s | x teacher |\n|---|---:|---:|")
-    for k, v in best.items():
-        print(f"| {k} | {v:.1f} | {v / teacher:.2f}x |")
+    text = (f"{len(crops)} aligned LFW crops, 1 thread, best of {args.rounds} alternating rounds\n\n"
+            "| model | faces/s | x teacher |\n|---|---:|---:|\n"
+            + "".join(f"| {k} | {v:.1f} | {v / teacher:.2f}x |\n" for k, v in best.items()))
+    print(text, end="")
+    if args.out:
+        command = " ".join(["bench/distill_speed.py", *(shlex.quote(a) for a in sys.argv[1:])])
+        atomic_write_text(project_path(args.out) / "distill_speed.md",
+                          f"# Faces embedded per second\n\n`{command}`: {text}")
 
 
 if __name__ == "__main__":

@@ -13,10 +13,14 @@ ours, ...) when ``--repeats`` > 1, and the fastest run of each is reported.
 from __future__ import annotations
 
 import argparse
+import shlex
+import sys
 import time
+from pathlib import Path
 
+from facecore.core.files import atomic_write_text
 from facecore.core.paths import PROJECT_ROOT as ROOT
-from facecore.core.paths import data_root
+from facecore.core.paths import data_root, project_path
 
 
 def parse_args() -> argparse.Namespace:
@@ -49,6 +53,7 @@ def parse_args() -> argparse.Namespace:
                    help="RecognizerConfig.bf16: embed in bfloat16 (both loops; default: where the CPU has it natively)")
     p.add_argument("--cache_dir", default=str(ROOT / "cache" / "gallery"))
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    p.add_argument("--out", default="", help="folder for realtime_fps.md, the printed lines (relative to the project root)")
     return p.parse_args()
 
 
@@ -117,24 +122,31 @@ def main() -> None:
     fps_ours, fps_ref = n / t_ours, n / t_ref
     agr = agreement(ours, ref)
     paired = agr["paired"] or 1
-    print(f"clip: {args.source} ({n} frames); gallery: {', '.join(gallery.names) or 'empty'}; "
-          f"threshold {threshold:.3f} ({origin}); torch threads {torch.get_num_threads()}; device {args.device}; "
-          f"embeddings in {'bfloat16' if bf16 else 'float32'}; flip {args.flip}")
-    print(f"straightforward: {fps_ref:6.1f} fps ({t_ref:.2f} s; {c_ref['detections']} full-frame detections, "
-          f"{c_ref['embedded_faces']} face embeddings)")
-    print(f"ours:            {fps_ours:6.1f} fps ({t_ours:.2f} s; "
-          f"{c_ours.get('detections', 0)} reduced-frame detections, "
-          f"{c_ours.get('embedded_faces', 0)} face embeddings, {c_ours.get('cuts', 0)} scene cuts)")
-    print(f"ratio ours / straightforward: {fps_ours / fps_ref:.2f}x")
-    print(f"agreement: {100 * agr['agreement']:.1f}% of {agr['face_frames']} face-frames of the straightforward loop "
-          f"(paired with one of ours: {100 * agr['paired'] / max(agr['face_frames'], 1):.1f}%; same name when paired: "
-          f"{100 * agr['agree'] / paired:.1f}%; faces only we report: {agr['extra']})")
     flick = label_changes(ref)
-    print(f"straightforward loop's own name changes between consecutive frames of a face: {100 * flick['rate']:.1f}% "
-          f"of {flick['pairs']} (its flicker; a tracker that votes cannot follow it)")
+    lines = [f"clip: {args.source} ({n} frames); gallery: {', '.join(gallery.names) or 'empty'}; "
+             f"model {args.checkpoint or args.model_name or 'default'}; threshold {threshold:.3f} ({origin}); "
+             f"torch threads {torch.get_num_threads()}; device {args.device}; "
+             f"embeddings in {'bfloat16' if bf16 else 'float32'}; flip {args.flip}; best of {max(1, args.repeats)} alternating runs",
+             f"straightforward: {fps_ref:6.1f} fps ({t_ref:.2f} s; {c_ref['detections']} full-frame detections, "
+             f"{c_ref['embedded_faces']} face embeddings)",
+             f"ours:            {fps_ours:6.1f} fps ({t_ours:.2f} s; "
+             f"{c_ours.get('detections', 0)} reduced-frame detections, "
+             f"{c_ours.get('embedded_faces', 0)} face embeddings, {c_ours.get('cuts', 0)} scene cuts)",
+             f"ratio ours / straightforward: {fps_ours / fps_ref:.2f}x",
+             f"agreement: {100 * agr['agreement']:.1f}% of {agr['face_frames']} face-frames of the straightforward loop "
+             f"(paired with one of ours: {100 * agr['paired'] / max(agr['face_frames'], 1):.1f}%; same name when paired: "
+             f"{100 * agr['agree'] / paired:.1f}%; faces only we report: {agr['extra']})",
+             f"straightforward loop's own name changes between consecutive frames of a face: {100 * flick['rate']:.1f}% "
+             f"of {flick['pairs']} (its flicker; a tracker that votes cannot follow it)"]
     for name, frames in (("ours", ours), ("straightforward", ref)):
         counts = ", ".join(f"{k}: {v}" for k, v in label_counts(frames).items()) or "no faces"
-        print(f"labelled face-frames ({name}): {counts}")
+        lines.append(f"labelled face-frames ({name}): {counts}")
+    print("\n".join(lines))
+    if args.out:
+        command = " ".join(["bench/realtime_fps.py", *(shlex.quote(a) for a in sys.argv[1:])])
+        text = "# Frames per second of realtime.py's pipeline\n\n" + f"`{command}`:\n\n" + "".join(
+            f"- {line.strip().replace(args.source, Path(args.source).name)}\n" for line in lines)
+        atomic_write_text(project_path(args.out) / "realtime_fps.md", text)
 
 
 if __name__ == "__main__":

@@ -218,3 +218,23 @@ def test_a_damaged_crop_cache_is_decoded_again(tmp_path):
         with pytest.warns(UserWarning, match=why) as rec:
             again = load_crops(fs, 8, tmp_path / "cache", progress=False)
         assert len(rec) == 1 and np.array_equal(again, first)
+
+
+def test_the_model_key_is_the_same_under_any_thread_count_and_sees_every_weight():
+    from facecore.evaluation.embed import model_key
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(2048, 1024))  # 2 M weights: a threaded sum
+    emb = Embedder(model.eval(), checkpoint_meta("tiny", 1024, 32))
+    threads = torch.get_num_threads()
+    try:
+        keys = set()
+        for n in (1, 2, 4):
+            torch.set_num_threads(n)
+            keys.add(model_key(emb))
+    finally:
+        torch.set_num_threads(threads)
+    assert len(keys) == 1
+    with torch.no_grad():
+        model[1].weight[-1, -1] += 1e-3  # far past the first bytes
+    assert model_key(emb) not in keys

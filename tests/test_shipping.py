@@ -95,8 +95,13 @@ def test_promote_recalibrates_what_it_ships(zoo, monkeypatch, tmp_path):
     calls = []
     monkeypatch.setattr(shipping, "calibrate_on_sets", lambda p, sets, device, head, **w: calls.append(
         (p.read_text(), sets, head, w)) or {"0.01": 0.4})
-    r = promote(better, "m", calibrate=("lfw", "cfp-ff"), cache_dir=tmp_path / "c", data_root=tmp_path)
+    monkeypatch.setattr(shipping, "CALIBRATION_FPRS", (0.01,))
+    (tmp_path / "cand.json").write_text('{"lfw_acc": 0.93, "thresholds_by_fpr": {"0.01": 0.3}, "threshold": 0.3}')
+    r = promote(better, "m", calibrate=("lfw", "cfp-ff"), cache_dir=tmp_path / "c", data_root=tmp_path,
+                metrics_from=tmp_path / "cand.json", metrics_to=tmp_path / "shipped.json")
     assert r["promoted"] and r["thresholds_by_fpr"] == {"0.01": 0.4} and shipped.read_text() == "0.93"
+    m = json.loads((tmp_path / "shipped.json").read_text())
+    assert (m["thresholds_by_fpr"], m["threshold"], m["calibrated_on"]) == ({"0.01": 0.4}, 0.4, ["LFW", "CFP-FF"])
     assert calls == [("0.93", ("lfw", "cfp-ff"), False, {"cache_dir": tmp_path / "c", "data_root": tmp_path})]
 
 
@@ -106,3 +111,22 @@ def test_promote_command_line_refuses_an_unknown_calibration_set(zoo, tmp_path, 
     (tmp_path / "c.pt").write_text("0.95")
     assert main(["promote", str(tmp_path / "c.pt"), "m", "--calibrate", "lfw,imdb"]) == 2
     assert "--calibrate 'imdb': must be one of lfw, celeba-heldout, cfp-ff, cfp-fp" in capsys.readouterr().err
+
+
+def test_recalibrate_rewrites_the_shipped_file_its_hash_and_its_metrics(monkeypatch, tmp_path, capsys):
+    path = _student(tmp_path / "m.pt", headed=True)
+    monkeypatch.setattr(shipping, "shipped_models", lambda: {"m": (path, None)})
+    monkeypatch.setattr(shipping, "record_hash", lambda p: ("m", f"sha of {p.name}, {p.stat().st_size} B"))
+    monkeypatch.setattr(shipping, "calibrate_thresholds", lambda e, fprs, sets, **w: {str(f): 0.5 + f for f in fprs})
+    metrics = tmp_path / "metrics.json"
+    metrics.write_text(json.dumps({"lfw_acc": 0.9, "threshold": 0.9, "backbone": {"threshold": 0.3, "lfw_acc": 0.8}}))
+    table = shipping.recalibrate("m", ("lfw", "cfp-ff"), metrics=metrics, cache_dir=tmp_path / "c")
+    assert load_model(checkpoint=path)[1:] == (pytest.approx(0.51),
+                                               "checkpoint, calibrated on the strictest of LFW and CFP-FF at FPR 0.01")
+    m = json.loads(metrics.read_text())
+    assert m["threshold"] == 0.9 and m["sha256"] == f"sha of m.pt, {path.stat().st_size} B"  # the head's kept
+    assert m["backbone"] == {"threshold": 0.501, "lfw_acc": 0.8, "threshold_fpr": 0.001, "thresholds_by_fpr": table,
+                             "calibrated_on": ["LFW", "CFP-FF"]}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt", "metrics.json"]  # no temporary left
+    assert shipping.main(["calibrate", "nope"]) == 2
+    assert "'nope' is not a shipped model" in capsys.readouterr().err

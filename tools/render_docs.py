@@ -28,7 +28,6 @@ ROOT = Path(__file__).resolve().parents[1]
 BLOCK = re.compile(r"(<!-- table:(?P<name>[^ ]+) -->\n)(?P<body>.*?)(<!-- /table -->)", re.S)
 LOSS_NOTEBOOKS = {"notebooks/ce-loss/ce-loss.ipynb": "ce", "notebooks/arcface-loss/arcface-loss.ipynb": "arcface",
                   "notebooks/triplet-loss/triplet-loss.ipynb": "triplet"}
-HEADLESS = "-no-head"  # benchmark row of a headed model's backbone (notebooks/benchmarks.ipynb CANDIDATES)
 REFERENCE_BUDGET_MB, TOTAL_BUDGET_MB = 120, 150  # tests/test_models.py
 
 
@@ -50,25 +49,17 @@ def _cell(row: dict[str, str], col: str) -> str:
 
 
 def shipped_models() -> str:
-    """The shipped models as ``realtime.py`` and ``Recognizer`` run them: a model with a teacher-space
-    head is matched with its backbone (its benchmark row ``NAME-no-head``); the head's row follows."""
+    """The shipped models as ``realtime.py`` and ``Recognizer`` run them (the benchmarks notebook evaluates
+    each so: a distilled student's backbone, without a teacher-space head)."""
     params, default = _zoo()
     bench = _benchmark_rows()
-    headed = [n for n, m in _metrics_files().items() if "backbone" in m and n + HEADLESS not in bench]
-    if headed:
-        raise ValueError(f"id_rate/benchmark.csv has no row {headed[0] + HEADLESS!r} (the backbone realtime.py "
-                         "uses): give the benchmarks notebook its backbone as a CANDIDATE of that name")
     cols = ["LFW", "CFP-FF", "CFP-FP", "TPR@FPR=0.001", "TPR@FPR=0.01", "ROC-AUC"]
     lines = ["| model | " + " | ".join(c + (" (%)" if c in ("LFW", "CFP-FF", "CFP-FP") else "") for c in cols)
              + " | file (MB) |", "|---|" + "---:|" * (len(cols) + 1)]
     for name in sorted(params, key=lambda n: n != default):
         size = f"{(ROOT / params[name]).stat().st_size / 1e6:.1f}"
         label = f"`{name}`" + (" (default)" if name == default else "")
-        rows = [(label, bench[name])]
-        if name + HEADLESS in bench:
-            rows = [(label + ": backbone", bench[name + HEADLESS]), (f"`{name}` with `--head`", bench[name])]
-        for i, (text, row) in enumerate(rows):
-            lines.append(f"| {text} | " + " | ".join(_cell(row, c) for c in cols) + f" | {size if i == 0 else ''} |")
+        lines.append(f"| {label} | " + " | ".join(_cell(bench[name], c) for c in cols) + f" | {size} |")
     return "\n".join(lines) + "\n"
 
 
@@ -97,8 +88,8 @@ def _metrics_files() -> dict[str, dict]:
 
 
 def _thresholds(m: dict) -> str:
-    t = m["thresholds_by_fpr"]
-    return f"{t['0.001']:.3f} / {t['0.01']:.3f}"
+    t, on = m["thresholds_by_fpr"], m.get("calibrated_on") or ["LFW"]
+    return f"{t['0.001']:.3f} / {t['0.01']:.3f} ({on[0] if len(on) == 1 else 'strictest of ' + ', '.join(on)})"
 
 
 def training_runs() -> str:
@@ -108,7 +99,7 @@ def training_runs() -> str:
     params, _ = _zoo()
     runs = _metrics_files()
     lines = ["| model | loss | backbone | identities | epochs | training (min) | val. accuracy | mantissa bits "
-             "| threshold at LFW FPR 1e-3 / 1e-2 |", "|---|---|---|---:|---:|---:|---:|---:|---|"]
+             "| threshold at FPR 1e-3 / 1e-2 (calibrated on) |", "|---|---|---|---:|---:|---:|---:|---:|---|"]
     for name in (n for n in params if n in runs):
         m = runs[name]
         minutes = f"{m['train_time_s'] / 60:.1f}" if "train_time_s" in m else ""

@@ -30,7 +30,7 @@ sha256: dict[str, str] = {
     "triplet-efficientnet-last-epoch": "3ffea7e264aa1641b47aa721024e0e552e2059f3a340399eee551419e5febed2",
     "ce-inceptionresnetv1-min10": "60c7e63aae909506f310df91bdff96a2c792c482d1a23b64a30271939307431e",
     "ce-inceptionresnetv1-min5": "008793023a57ed4ad0ca956818dfca902658861dc3240fffb58476702fb545eb",
-    "distill-inceptionresnetv1": "47c602960acc04a1c99850c2390ae0cb21eb60e8a264bd2eae73a7621fb2b942",
+    "distill-inceptionresnetv1": "41c4fcd52c5f2695b76e68ba77f3044d6823fb04fca4a9a9212230996dc56a72",
 }
 
 # The model used when no model_name is given (realtime.py, Recognizer.from_name): the best shipped model,

@@ -179,14 +179,57 @@ def promote(candidate: str | os.PathLike, name: str, lfw_dir: str | os.PathLike 
         rel = shipped.relative_to(project_path(".")) if shipped.is_relative_to(project_path(".")) else shipped
         m.update({"exported": str(rel), "sha256": out["sha256"],
                   "promoted_from": str(candidate), "lfw_side_by_side": {k: out[k] for k in ("old_lfw", "new_lfw", "paired")}})
+        if calibrate:  # the thresholds the shipped file stores, where realtime.py reads them
+            m = with_calibration(m, out["thresholds_by_fpr"], calibrate, head)
         atomic_write_text(project_path(metrics_to), json.dumps(m, indent=1, default=float))
     print(f"{name}: LFW {100 * old['lfw_acc']:.2f}% -> {100 * new['lfw_acc']:.2f}% "
           f"(paired by fold {100 * out['paired']['mean']:+.2f} +- {100 * out['paired']['se']:.2f})")
     return out
 
 
+def with_calibration(m: dict, table: dict, sets, head: bool = False) -> dict:
+    """Metrics ``m`` with the thresholds ``calibrate_on_sets`` stored (``table``, on ``sets``): in
+    ``m["backbone"]`` for a headed student unless ``head``, as in the checkpoint."""
+    at = min(CALIBRATION_FPRS)
+    figures = {"threshold": table[str(at)], "threshold_fpr": at, "thresholds_by_fpr": table,
+               "calibrated_on": [LABELS.get(c, c) for c in sets]}
+    return {**m, "backbone": {**m["backbone"], **figures}} if "backbone" in m and not head else {**m, **figures}
+
+
+def recalibrate(name: str, sets=SETS, device: str = "cpu", head: bool = False,
+                metrics: str | os.PathLike | None = None, **where) -> dict:
+    """Recalibrate the shipped model ``name`` in place on ``sets`` (``calibrate_on_sets``; the weights are
+    untouched), record its new SHA-256 and write the thresholds into its metrics JSON ``metrics``.
+    ``where``: the sets' folders and ``cache_dir``. Returns the threshold table."""
+    models = shipped_models()
+    if name not in models:
+        raise ValueError(f"{name!r} is not a shipped model; the shipped models are {sorted(models)}")
+    path = Path(models[name][0])
+    tmp = output_target(path).with_name(f".{path.name}.calibrate.tmp")
+    shutil.copyfile(path, tmp)
+    try:
+        table = calibrate_on_sets(tmp, sets, device, head, **where)
+        commit_output(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    sha = record_hash(path)[1]
+    if metrics:
+        m = with_calibration(json.loads(project_path(metrics).read_text()), table, sets, head)
+        atomic_write_text(project_path(metrics), json.dumps({**m, "sha256": sha}, indent=1, default=float))
+    return table
+
+
+def _sets(text: str) -> tuple[str, ...]:
+    sets = tuple(s for s in text.split(",") if s)
+    unknown = [s for s in sets if s not in SETS]
+    if unknown:
+        raise ValueError(f"--calibrate {unknown[0]!r}: must be one of {', '.join(SETS)}")
+    return sets
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m facecore.training.shipping promote CANDIDATE NAME [--metrics-from F --metrics-to G] [--force]``"""
+    """``python -m facecore.training.shipping promote CANDIDATE NAME [--metrics-from F --metrics-to G] [--force]``
+    or ``... calibrate NAME [--calibrate SETS] [--metrics F]``"""
     p = argparse.ArgumentParser(prog="python -m facecore.training.shipping", description="replace a shipped model by a better one")
     sub = p.add_subparsers(dest="cmd", required=True)
     q = sub.add_parser("promote", help="measure CANDIDATE and shipped NAME side by side on LFW; replace if better")
@@ -202,12 +245,19 @@ def main(argv: list[str] | None = None) -> int:
     q.add_argument("--calibrate", default=",".join(SETS),
                    help=f"comma-separated calibration sets whose strictest threshold is stored, of {', '.join(SETS)} "
                         "(default: all; celeba-heldout needs tools/stage_celeba_heldout.py); '' keeps the candidate's LFW ones")
+    c = sub.add_parser("calibrate", help="recalibrate shipped NAME's thresholds in place on the calibration sets")
+    c.add_argument("name")
+    c.add_argument("--calibrate", default=",".join(SETS), help="comma-separated calibration sets (default: all)")
+    c.add_argument("--head", action="store_true", help="a distilled student's teacher-space head, not its backbone")
+    c.add_argument("--metrics", help="the model's metrics JSON, whose thresholds are updated too")
+    c.add_argument("--cache_dir", default="cache/embeddings")
     a = p.parse_args(argv)
     try:
-        sets = tuple(s for s in a.calibrate.split(",") if s)
-        unknown = [s for s in sets if s not in SETS]
-        if unknown:
-            raise ValueError(f"--calibrate {unknown[0]!r}: must be one of {', '.join(SETS)}")
+        sets = _sets(a.calibrate)
+        if a.cmd == "calibrate":
+            r = recalibrate(a.name, sets, head=a.head, metrics=a.metrics, cache_dir=project_path(a.cache_dir))
+            print(json.dumps(r, default=float))
+            return 0
         r = promote(a.candidate, a.name, project_path(a.lfw_dir), metrics_from=a.metrics_from, metrics_to=a.metrics_to,
                     force=a.force, cache_dir=project_path(a.cache_dir), head=a.head, calibrate=sets)
     except (ValueError, FileNotFoundError) as e:
