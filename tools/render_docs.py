@@ -104,7 +104,8 @@ def training_runs() -> str:
         m = runs[name]
         minutes = f"{m['train_time_s'] / 60:.1f}" if "train_time_s" in m else ""
         acc = f"{m['val_acc']:.3f}" if m.get("loss") != "triplet" and m.get("val_acc") is not None else ""
-        thresholds = _thresholds(m) + (f" (head); {_thresholds(m['backbone'])} (backbone)" if "backbone" in m else "")
+        thresholds = (f"head {_thresholds(m)}; backbone {_thresholds(m['backbone'])}" if "backbone" in m
+                      else _thresholds(m))
         lines.append(f"| `{name}` | {m.get('loss', 'distill')} | {m.get('arch', 'inceptionresnetv1')} | "
                      f"{m['identities']:,} | {m.get('epochs', '')} | {minutes} | {acc} | {m['mantissa_bits']} | "
                      f"{thresholds} |")
