@@ -71,8 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="cosine similarity below which a face is Unknown (default: the checkpoint's threshold "
                         "calibrated at --fpr; without one 0.4, with a warning)")
     p.add_argument("--fpr", type=float, default=REALTIME_FPR,
-                   help=f"the LFW false-positive rate whose calibrated threshold is used (default {REALTIME_FPR}; "
-                        "stored for 0.001, 0.003, 0.01, 0.03, 0.05, 0.1)")
+                   help=f"the false-positive rate whose calibrated threshold is used (default {REALTIME_FPR}; "
+                        "stored for 0.001, 0.003, 0.01, 0.03, 0.05, 0.1, on the sets the run prints)")
     p.add_argument("--head", action=argparse.BooleanOptionalAction, default=False,
                    help="a distilled student with a teacher-space head: match with the head's embedding and thresholds "
                         "(default: its backbone's own; README, Real-time recognition)")
