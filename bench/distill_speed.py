@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from facecore.core.files import atomic_write_text
+from facecore.core.files import write_markdown
 from facecore.core.paths import PROJECT_ROOT, project_path
 
 
@@ -59,9 +59,8 @@ def main() -> None:
             + "".join(f"| {k} | {v:.1f} | {v / teacher:.2f}x |\n" for k, v in best.items()))
     print(text, end="")
     if args.out:
-        command = " ".join(["bench/distill_speed.py", *(shlex.quote(a) for a in sys.argv[1:])])
-        atomic_write_text(project_path(args.out) / "distill_speed.md",
-                          f"# Faces embedded per second\n\n`{command}`: {text}")
+        command = shlex.join(["bench/distill_speed.py", *sys.argv[1:]])
+        write_markdown(project_path(args.out), "distill_speed", f"`{command}`: {text}", "Faces embedded per second")
 
 
 if __name__ == "__main__":

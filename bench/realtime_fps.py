@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from facecore.core.files import atomic_write_text
+from facecore.core.files import write_markdown
 from facecore.core.paths import PROJECT_ROOT as ROOT
 from facecore.core.paths import data_root, project_path
 
@@ -143,10 +143,10 @@ def main() -> None:
         lines.append(f"labelled face-frames ({name}): {counts}")
     print("\n".join(lines))
     if args.out:
-        command = " ".join(["bench/realtime_fps.py", *(shlex.quote(a) for a in sys.argv[1:])])
-        text = "# Frames per second of realtime.py's pipeline\n\n" + f"`{command}`:\n\n" + "".join(
-            f"- {line.strip().replace(args.source, Path(args.source).name)}\n" for line in lines)
-        atomic_write_text(project_path(args.out) / "realtime_fps.md", text)
+        command = shlex.join(["bench/realtime_fps.py", *sys.argv[1:]])
+        bullets = "".join(f"- {line.strip().replace(args.source, Path(args.source).name)}\n" for line in lines)
+        write_markdown(project_path(args.out), "realtime_fps", f"`{command}`:\n\n{bullets}",
+                       "Frames per second of realtime.py's pipeline")
 
 
 if __name__ == "__main__":

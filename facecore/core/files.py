@@ -259,9 +259,14 @@ def list_images(root: str | os.PathLike) -> list[str]:
     return sorted(out)
 
 
-def write_table(out_dir: str | os.PathLike, stem: str, table, markdown: str, title: str) -> None:
-    """``out_dir/stem.csv`` (the pandas table) and ``out_dir/stem.md`` (``# title`` + ``markdown``), atomically."""
+def write_markdown(out_dir: str | os.PathLike, stem: str, markdown: str, title: str) -> None:
+    """``out_dir/stem.md``: ``# title`` + ``markdown``, atomically (``out_dir`` made if absent)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out_dir / f"{stem}.csv", table.to_csv(index=False))
     atomic_write_text(out_dir / f"{stem}.md", f"# {title}\n\n{markdown}")
+
+
+def write_table(out_dir: str | os.PathLike, stem: str, table, markdown: str, title: str) -> None:
+    """``out_dir/stem.csv`` (the pandas table) and ``out_dir/stem.md`` (``write_markdown``), atomically."""
+    write_markdown(out_dir, stem, markdown, title)
+    atomic_write_text(Path(out_dir) / f"{stem}.csv", table.to_csv(index=False))

@@ -167,11 +167,9 @@ def promote(candidate: str | os.PathLike, name: str, lfw_dir: str | os.PathLike 
         print(f"{candidate}: LFW {100 * new['lfw_acc']:.2f}% does not beat the shipped {name} "
               f"({100 * old['lfw_acc']:.2f}%); kept the shipped file")
         return out
-    tmp = output_target(old_path).with_name(f".{old_path.name}.promote.tmp")
-    shutil.copyfile(candidate, tmp)
+    table = _install(Path(candidate), Path(old_path), calibrate, device, head, cache_dir=cache_dir, **where)
     if calibrate:
-        out["thresholds_by_fpr"] = calibrate_on_sets(tmp, calibrate, device, head, cache_dir=cache_dir, **where)
-    commit_output(tmp, old_path)
+        out["thresholds_by_fpr"] = table
     out["sha256"], out["promoted"] = record_hash(old_path)[1], True
     if metrics_from and metrics_to:
         m = json.loads(Path(metrics_from).read_text())
@@ -185,6 +183,19 @@ def promote(candidate: str | os.PathLike, name: str, lfw_dir: str | os.PathLike 
     print(f"{name}: LFW {100 * old['lfw_acc']:.2f}% -> {100 * new['lfw_acc']:.2f}% "
           f"(paired by fold {100 * out['paired']['mean']:+.2f} +- {100 * out['paired']['se']:.2f})")
     return out
+
+
+def _install(src: Path, dst: Path, sets, device: str, head: bool, **where) -> dict | None:
+    """Replace shipped file ``dst`` by ``src`` in one step, its thresholds first recalibrated on ``sets``
+    (``calibrate_on_sets``; none: as they are). Returns the threshold table, or None."""
+    tmp = output_target(dst).with_name(f".{dst.name}.ship.tmp")
+    shutil.copyfile(src, tmp)
+    try:
+        table = calibrate_on_sets(tmp, sets, device, head, **where) if sets else None
+        commit_output(tmp, dst)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return table
 
 
 def with_calibration(m: dict, table: dict, sets, head: bool = False) -> dict:
@@ -205,13 +216,7 @@ def recalibrate(name: str, sets=SETS, device: str = "cpu", head: bool = False,
     if name not in models:
         raise ValueError(f"{name!r} is not a shipped model; the shipped models are {sorted(models)}")
     path = Path(models[name][0])
-    tmp = output_target(path).with_name(f".{path.name}.calibrate.tmp")
-    shutil.copyfile(path, tmp)
-    try:
-        table = calibrate_on_sets(tmp, sets, device, head, **where)
-        commit_output(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    table = _install(path, path, sets, device, head, **where)
     sha = record_hash(path)[1]
     if metrics:
         m = with_calibration(json.loads(project_path(metrics).read_text()), table, sets, head)
