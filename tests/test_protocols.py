@@ -12,7 +12,7 @@ from conftest import need_data
 from facecore.detection.align import template, warp_face
 from facecore.detection.detect import Detection
 from facecore.detection.detectors import create_detector, detector_key, register_detector
-from facecore.evaluation.embed import embed_files
+from facecore.evaluation.embed import embed_files, model_key
 from facecore.evaluation.protocols import benchmark_table, evaluate, register_protocol, table_markdown
 from facecore.networks.models import Embedder, checkpoint_meta
 
@@ -142,8 +142,9 @@ def test_toy_protocol_in_the_benchmark_table(photos, monkeypatch):
     for i, seed in enumerate((0, 1)):
         ref = embed_files(photos, tiny_embedder(seed), detector="whole-image", progress=False).embeddings
         assert table.loc[i, "toy"] == pytest.approx(float(ref.mean())) and table.loc[i, "toy std"] == pytest.approx(float(ref.std()))
+    assert list(table.weights) == [model_key(tiny_embedder(0)), model_key(tiny_embedder(1))]  # what each row measured
     md = table_markdown(table)
-    assert "| model | toy (%) |" in md and f"{table.loc[0, 'toy']:.2f} +- {table.loc[0, 'toy std']:.2f}" in md
+    assert "weights" not in md and "| model | toy (%) |" in md and f"{table.loc[0, 'toy']:.2f} +- {table.loc[0, 'toy std']:.2f}" in md
     with pytest.raises(ValueError, match="unknown protocol"):
         benchmark_table(models, ["toy-mean", "nope"])
     with_refs, _ = benchmark_table({"a": tiny_embedder(0)}, ["toy-mean"], options={"toy-mean": {"files": photos}})

@@ -175,8 +175,11 @@ def threshold_explorer(results: dict[str, dict]):
 
 def run_scope(params: dict) -> str:
     """``"full"``, or the warning that a run is not the full protocol, naming each parameter of
-    ``FULL_PROTOCOL`` that ``params`` (a notebook's ``globals()``) sets otherwise."""
-    differ = [f"{k}={params[k]!r}" for k, full in FULL_PROTOCOL.items() if k in params and params[k] != full]
+    ``FULL_PROTOCOL`` that ``params`` (a notebook's ``globals()``) sets otherwise. With ``UPDATE_ROWS`` set,
+    a subset of ``MODELS`` is still the full protocol: each row is measured on its own, and only those
+    rows are replaced (``updated_rows``)."""
+    differ = [f"{k}={params[k]!r}" for k, full in FULL_PROTOCOL.items() if k in params and params[k] != full
+              and not (k == "MODELS" and params.get("UPDATE_ROWS"))]
     return "full" if not differ else ("subset, not the full protocol (" + ", ".join(differ)
                                       + "): its figures are not comparable with the committed id_rate/")
 
@@ -196,3 +199,30 @@ def write_results(out_dir: str | os.PathLike, stem: str, table: pd.DataFrame, ma
     subset run's markdown table."""
     note = "" if scope == "full" else f"> **Not the full protocol**: {scope}.\n\n"
     write_table(out_dir, stem, table.assign(protocol=scope), note + markdown, title)
+
+
+def merge_rows(old: pd.DataFrame, new: pd.DataFrame, last: tuple[str, ...] = ()) -> pd.DataFrame:
+    """``old`` with the rows of each model of ``new`` replaced in place by ``new``'s, models it lacks added
+    before the rows named in ``last`` (published reference rows), which stay last."""
+    replaced = {m: r for m, r in zip(new["model"], new.to_dict("records"))}
+    rows = [replaced.pop(r["model"], r) for r in old.to_dict("records")]
+    rows = [r for r in rows if r["model"] not in last]
+    tail = [r for r in old.to_dict("records") + new.to_dict("records") if r["model"] in last]
+    tail = list({r["model"]: r for r in tail}.values())  # new's reference row wins
+    return pd.DataFrame(rows + list(replaced.values()) + tail, columns=list(dict.fromkeys([*old.columns, *new.columns])))
+
+
+def updated_rows(out_dir: str | os.PathLike, stem: str, table: pd.DataFrame, scope: str,
+                 last: tuple[str, ...] = ()) -> pd.DataFrame:
+    """The table in ``out_dir/stem.csv`` with ``table``'s models' rows replaced (``merge_rows``): what a run
+    with ``UPDATE_ROWS`` writes. ``table`` itself when there is no such file yet; a ValueError naming the
+    file when its rows were measured under another scope (a subset run's rows never join the full table)."""
+    path = Path(out_dir) / f"{stem}.csv"
+    if not path.exists():
+        return table
+    old = pd.read_csv(path)
+    scopes = set(old.get("protocol", pd.Series(["full"] * len(old))).fillna("full"))
+    if scopes - {scope}:
+        raise ValueError(f"{path}: its rows were measured as {sorted(scopes)!r}, this run as {scope!r}; "
+                         "rerun without UPDATE_ROWS to write the whole table")
+    return merge_rows(old.drop(columns="protocol", errors="ignore"), table, last)

@@ -28,7 +28,7 @@ from ..core.paths import cache_root, data_root as default_root
 from ..core.registry import Registry
 from ..detection.folder import MANIFEST, align_folder
 from .cfp import align_cfp, read_pairs
-from .embed import embed_files
+from .embed import embed_files, model_key
 from .identification import evaluate_embedder, lfw_id_split
 from .lfw import lfw_protocol, pair_similarities
 from .metrics import embedding_spread, verification
@@ -153,8 +153,9 @@ def benchmark_table(embedders: dict[str, Any], protocols: list[str], data_root=N
                     options: dict[str, dict] | None = None, reference: bool = True) -> tuple[pd.DataFrame, dict]:
     """One row per model (``embedders``: name -> embedder, or a no-argument function making one), one
     or two columns per protocol (its ``summary``), plus the published reference rows that have a figure
-    in a measured column. Returns the
-    table and every full result (``results[model][protocol]``)."""
+    in a measured column. Each model's row ends with ``weights``, the ``model_key`` of what it measured,
+    so a row can be checked against the weights shipped now. Returns the table and every full result
+    (``results[model][protocol]``)."""
     for p in protocols:
         get_protocol(p)  # an unknown name fails before any work
     rows, results = [], {}
@@ -164,7 +165,7 @@ def benchmark_table(embedders: dict[str, Any], protocols: list[str], data_root=N
         row = {"model": name}
         for p in protocols:
             row.update(results[name][p].get("summary", {}))
-        rows.append(row)
+        rows.append({**row, "weights": model_key(emb)})
     if reference:  # published figures, for the columns measured here
         measured = {c for r in rows for c in r}
         ref = {k: {c: x for c, x in v.items() if c in measured} for k, v in REFERENCE_ROWS.items()}
@@ -174,7 +175,7 @@ def benchmark_table(embedders: dict[str, Any], protocols: list[str], data_root=N
 
 def table_markdown(table: pd.DataFrame, digits: int = 2) -> str:
     """Markdown of ``benchmark_table``: ``X`` and ``X std`` columns as ``mean +- std``; blanks for n/a."""
-    cols = [c for c in table.columns if c != "model" and not c.endswith(" std")]
+    cols = [c for c in table.columns if c not in ("model", "weights", "protocol") and not c.endswith(" std")]
     lines = ["| model | " + " | ".join(c + (" (%)" if f"{c} std" in table.columns else "") for c in cols) + " |",
              "|---|" + "---:|" * len(cols)]
     for _, row in table.iterrows():
