@@ -8,7 +8,7 @@ from facecore.core.preprocessing import meta_to_tensor
 from facecore.networks.heads import PREFIX, HeadedModel, create_head, fit_head, head_names, split_state
 from facecore.networks.losses import create_loss
 from facecore.networks.models import checkpoint_meta, create_model, load_embedder
-from facecore.recognition.recognizer import load_model
+from facecore.recognition.recognizer import ModelChoiceError, load_model
 from facecore.training.data import load_crops
 from facecore.training.distill import add_head, scan_unlabelled
 from facecore.training.warmstart import warm_start
@@ -70,6 +70,9 @@ def test_headed_checkpoint_loads_exports_and_warm_starts(tmp_path):
     assert load_model(checkpoint=tmp_path / "shipped.pt")[1] == 0.3
     assert load_model(checkpoint=tmp_path / "shipped.pt", head=True)[1] == 0.9
     assert load_model(checkpoint=tmp_path / "shipped.pt")[0].embed(crops).shape == (4, 16)
+    save_checkpoint(tmp_path / "plain.pt", body, checkpoint_meta("efficientnet-b0", 16, 32))
+    with pytest.raises(ModelChoiceError, match=r"head \(--head\): plain.pt has no teacher-space head.*drop --head"):
+        load_model(checkpoint=tmp_path / "plain.pt", head=True)
     fresh = create_model("efficientnet-b0", embedding_dim=16)
     loss = create_loss("arcface", embedding_dim=16, num_classes=3)
     assert "backbone from" in warm_start(fresh, loss, tmp_path / "shipped.pt", "efficientnet-b0", 16, ["a", "b", "c"])

@@ -135,5 +135,8 @@ def load_model(model_name: str | None = None, checkpoint: str | os.PathLike | No
     except (FileNotFoundError, ValueError) as e:
         first = str(e).splitlines()[0]
         raise ModelChoiceError(f"checkpoint: {first if len(first) < 160 else first[:157] + '...'}") from None
+    if head and not embedder.meta.get("head"):
+        raise ModelChoiceError(f"head (--head): {path.name} has no teacher-space head, only its own embedding; "
+                               "drop --head (a distilled student exported with HEAD has one)")
     thr, origin = choose_threshold(embedder.meta, fpr, threshold, path.name)
     return embedder, thr, origin
