@@ -116,5 +116,5 @@ def test_unknown_rows_choice_lists_the_rows(tmp_path):
 
 def test_seeded_rows_file_is_valid():
     rows = ablation.read_rows(ROOT / "bench" / "ablation.yaml")
-    assert rows[0].model == "distill-inceptionresnetv1" == ablation.zoo_table.DEFAULT_MODEL and not rows[0].vs
+    assert rows[0].model == "${WORK}/init/distill-dlib-inceptionresnetv1.pt" and not rows[0].vs  # the dlib-taught start
     assert all(r.model.startswith("${WORK}/runs/distill-0095-") for r in rows[1:])

@@ -109,9 +109,12 @@ def test_full_profile_ships_explicitly():
     import config
     from facecore.pipeline import load_profile
 
-    named = {v for s in load_profile("full") for k, v in s.get("parameters", {}).items() if k in OUTPUTS}
-    for path in config.params.values():  # every shipped model is written by a stage that names it
-        assert path in named, path
+    stages = load_profile("full")
+    named = {v for s in stages for k, v in s.get("parameters", {}).items() if k in OUTPUTS}
+    promoted = [s["command"] for s in stages if "promote" in s.get("command", [])]
+    named |= {config.params[c[c.index("promote") + 2]] for c in promoted}  # promote CANDIDATE NAME
+    for name, path in config.params.items():  # every shipped model is written by a stage that names it
+        assert path in named, (name, path)
 
 
 @pytest.mark.parametrize("training, says", [({"LR": float("nan")}, "LR=nan must be a finite number"),

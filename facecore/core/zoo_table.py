@@ -30,11 +30,11 @@ sha256: dict[str, str] = {
     "triplet-efficientnet-last-epoch": "3ffea7e264aa1641b47aa721024e0e552e2059f3a340399eee551419e5febed2",
     "ce-inceptionresnetv1-min10": "60c7e63aae909506f310df91bdff96a2c792c482d1a23b64a30271939307431e",
     "ce-inceptionresnetv1-min5": "008793023a57ed4ad0ca956818dfca902658861dc3240fffb58476702fb545eb",
-    "distill-inceptionresnetv1": "41c4fcd52c5f2695b76e68ba77f3044d6823fb04fca4a9a9212230996dc56a72",
+    "distill-inceptionresnetv1": "dea32f3635166f05a0a746433b53f4431b88db5c0fcc72ae839836b111c30cae",
 }
 
 # The model used when no model_name is given (realtime.py, Recognizer.from_name): the best shipped model,
-# an InceptionResnetV1 taught by dlib's ResNet descriptor on the CelebA set and unlabelled faces (LFW
-# 97.93 % with its teacher-space head, 97.17 % for its backbone alone, which the recognizer matches with
-# unless head=True). Its weights ship inside the package, so an installed facecore works without a checkout.
+# an InceptionResnetV1 taught by dlib's ResNet descriptor, then by Intel's face-reidentification-retail-0095,
+# on the CelebA set and unlabelled faces (LFW 97.47 %, CFP-FP 83.64 %; docs/distillation.md). No
+# teacher-space head: the recognizer matches with its own embedding. Its weights ship inside the package, so an installed facecore works without a checkout.
 DEFAULT_MODEL: str | None = "distill-inceptionresnetv1"
