@@ -36,5 +36,6 @@ sha256: dict[str, str] = {
 # The model used when no model_name is given (realtime.py, Recognizer.from_name): the best shipped model,
 # an InceptionResnetV1 taught by dlib's ResNet descriptor, then by Intel's face-reidentification-retail-0095,
 # on the CelebA set and unlabelled faces (LFW 97.47 %, CFP-FP 83.64 %; docs/distillation.md). No
-# teacher-space head: the recognizer matches with its own embedding. Its weights ship inside the package, so an installed facecore works without a checkout.
+# teacher-space head: the recognizer matches with its own embedding. Its weights ship inside the package,
+# so an installed facecore works without a checkout.
 DEFAULT_MODEL: str | None = "distill-inceptionresnetv1"

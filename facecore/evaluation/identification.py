@@ -203,13 +203,11 @@ def write_results(out_dir: str | os.PathLike, stem: str, table: pd.DataFrame, ma
 
 def merge_rows(old: pd.DataFrame, new: pd.DataFrame, last: tuple[str, ...] = ()) -> pd.DataFrame:
     """``old`` with the rows of each model of ``new`` replaced in place by ``new``'s, models it lacks added
-    before the rows named in ``last`` (published reference rows), which stay last."""
-    replaced = {m: r for m, r in zip(new["model"], new.to_dict("records"))}
-    rows = [replaced.pop(r["model"], r) for r in old.to_dict("records")]
-    rows = [r for r in rows if r["model"] not in last]
-    tail = [r for r in old.to_dict("records") + new.to_dict("records") if r["model"] in last]
-    tail = list({r["model"]: r for r in tail}.values())  # new's reference row wins
-    return pd.DataFrame(rows + list(replaced.values()) + tail, columns=list(dict.fromkeys([*old.columns, *new.columns])))
+    after them, and the rows named in ``last`` (published reference rows) moved to the end."""
+    fresh = {r["model"]: r for r in new.to_dict("records")}
+    rows = [fresh.pop(r["model"], r) for r in old.to_dict("records")] + list(fresh.values())
+    ordered = [r for r in rows if r["model"] not in last] + [r for r in rows if r["model"] in last]
+    return pd.DataFrame(ordered, columns=list(dict.fromkeys([*old.columns, *new.columns])))
 
 
 def updated_rows(out_dir: str | os.PathLike, stem: str, table: pd.DataFrame, scope: str,
@@ -221,7 +219,7 @@ def updated_rows(out_dir: str | os.PathLike, stem: str, table: pd.DataFrame, sco
     if not path.exists():
         return table
     old = pd.read_csv(path)
-    scopes = set(old.get("protocol", pd.Series(["full"] * len(old))).fillna("full"))
+    scopes = set(old["protocol"].fillna("full")) if "protocol" in old else {"full"}
     if scopes - {scope}:
         raise ValueError(f"{path}: its rows were measured as {sorted(scopes)!r}, this run as {scope!r}; "
                          "rerun without UPDATE_ROWS to write the whole table")
