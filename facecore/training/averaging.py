@@ -1,8 +1,8 @@
 """Weight averaging: one model from the mean of several checkpoints' weights.
 
 Checkpoints of one network along one training trajectory, for instance the ends of two cosine cycles
-(a run and its continuation), often average to a better embedding than either (stochastic weight
-averaging over cycles). The averaged weights have their own activation statistics, so BatchNorm's
+(a run and its continuation), can average to a better embedding than either (stochastic weight
+averaging over cycles); measure it paired (``bench/ablation.py``), as it can also lose. The averaged weights have their own activation statistics, so BatchNorm's
 running statistics are recomputed on training crops ("precise BN", ``models.recalibrate_bn``)::
 
     python -m facecore.training.averaging OUT.pt A.pt B.pt --bn_data ALIGNED_DIR \\
@@ -88,7 +88,7 @@ def average_checkpoints(paths: list[str | os.PathLike], out: str | os.PathLike, 
     if bn_data is not None:
         body, _ = split_state(sd)
         model = create_model(meta["arch"], embedding_dim=backbone_dim(meta))
-        load_weights(model, body, out, "averaged weights")
+        load_weights(model, body, paths[0], "averaged weights")
         recalibrate_bn(model, bn_batches(bn_data, meta, bn_images))
         sd.update({k: v.detach().clone() for k, v in model.state_dict().items()})
     new_meta = {**meta, "config": {**meta.get("config", {}), "averaged_from": [str(p) for p in paths],
